@@ -1,0 +1,70 @@
+"""Clocks: real time on boards, a settable virtual time on the sim.
+
+Everything that waits or timestamps takes a clock, so the sim can run a day in seconds
+and tests can step time exactly. `monotonic()` is for intervals, `wall()` for stamps.
+"""
+
+import threading
+import time
+
+
+class Clock:
+    """Real time. `sleep` returns early (False) when `stop` is set."""
+
+    def monotonic(self) -> float:
+        return time.monotonic()
+
+    def wall(self) -> float:
+        return time.time()
+
+    def sleep(self, seconds: float, stop: threading.Event | None = None) -> bool:
+        if stop is None:
+            time.sleep(max(0.0, seconds))
+            return True
+        return not stop.wait(max(0.0, seconds))
+
+
+class SimClock(Clock):
+    """Virtual time: runs with real time when `realtime`, else only when advanced.
+
+    `advance(s)` jumps ahead (used by `sim advance` and by `--speed max`); sleepers
+    wake as soon as their deadline has been passed.
+    """
+
+    def __init__(self, realtime: bool = True, start_wall: float | None = None):
+        self.realtime = realtime
+        self._cond = threading.Condition()
+        self._t0 = time.monotonic()
+        self._offset = 0.0
+        self._wall0 = time.time() if start_wall is None else start_wall
+
+    def monotonic(self) -> float:
+        with self._cond:
+            return self._now()
+
+    def _now(self) -> float:
+        elapsed = time.monotonic() - self._t0 if self.realtime else 0.0
+        return self._offset + elapsed
+
+    def wall(self) -> float:
+        return self._wall0 + self.monotonic()
+
+    def advance(self, seconds: float) -> None:
+        if seconds < 0:
+            raise ValueError(f"cannot advance time by {seconds} s: time only moves forward")
+        with self._cond:
+            self._offset += seconds
+            self._cond.notify_all()
+
+    def sleep(self, seconds: float, stop: threading.Event | None = None) -> bool:
+        with self._cond:
+            deadline = self._now() + max(0.0, seconds)
+            while True:
+                if stop is not None and stop.is_set():
+                    return False
+                remaining = deadline - self._now()
+                if remaining <= 0:
+                    return True
+                # Without real time passing only advance() or stop can end the wait;
+                # the short real-time poll is what notices `stop`.
+                self._cond.wait(min(remaining, 0.05) if self.realtime else 0.05)

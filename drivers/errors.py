@@ -1,0 +1,33 @@
+"""One exception root for the whole firmware; leaves also subclass a builtin.
+
+Native errors (OSError from smbus2, PortAudio, libcamera) are translated into these
+in one place per bus, so callers catch `GlassesError` and never a library's own type.
+"""
+
+
+class GlassesError(Exception):
+    """Root of every error the firmware raises on purpose."""
+
+
+class ConfigError(GlassesError, ValueError):
+    """A board file, setting or argument is wrong; the message names where and what."""
+
+
+class BusError(GlassesError, OSError):
+    """A bus transfer failed (NACK, timeout, device gone); usually transient."""
+
+    def __str__(self):
+        # OSError would print "[Errno 121] ..."; the message already says what happened.
+        return self.strerror or super().__str__()
+
+
+class DeviceError(GlassesError, RuntimeError):
+    """A device answered, but not as the part we expect (wrong chip ID, garbage, reset)."""
+
+
+class DeviceTimeout(GlassesError, TimeoutError):
+    """A device did not answer before its deadline."""
+
+
+class Unsupported(GlassesError, NotImplementedError):
+    """The board has no such capability (for example `sim` commands on a real board)."""
