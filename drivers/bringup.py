@@ -1,0 +1,195 @@
+"""Board bring-up: turn a board file into running drivers.
+
+This is the only module that opens /dev (through smbus2, lgpio, PortAudio and
+libcamera) and the only one that knows whether the parts are simulated: it picks the
+buses and device endpoints by their `kind` in the board file, then builds the same
+drivers on top of either.
+"""
+
+import functools
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from gpiozero import LED, Button, DigitalInputDevice, DigitalOutputDevice
+
+from .audio import Microphones, Speaker
+from .buttons import GestureButton
+from .camera import Camera
+from .errors import BusError, ConfigError, GlassesError
+from .i2c import I2CDevice
+from .leds import PrivacyLED, StatusLED
+from .lsm6dsox import LSM6DSOX
+from .max17048 import MAX17048
+from .thermal import ThermalZone
+
+SIM_KINDS = {"sim", "mock"}
+
+
+@dataclass
+class Endpoints:
+    """What a board provides below the drivers: buses and device handles."""
+
+    i2c_bus: object
+    i2c_name: str
+    pin_factory: object
+    mic_stream_factory: object
+    speaker_stream_factory: object
+    picam: object
+    encoder_factory: object
+    thermal_path: Path
+    sim: object = None      # drivers.sim.hardware.SimHardware on the sim board
+    closers: list = field(default_factory=list)
+
+
+def _open_real(config, data_dir: Path, clock) -> Endpoints:
+    try:
+        import smbus2
+        bus = smbus2.SMBus(config.i2c.bus)
+    except (OSError, ImportError) as e:
+        raise BusError(getattr(e, "errno", None) or 2,
+                       f"cannot open /dev/i2c-{config.i2c.bus}: {e}; enable it with "
+                       "dtparam=i2c_arm=on in config.txt and add the user to group i2c") from e
+    from gpiozero.pins.lgpio import LGPIOFactory
+    factory = LGPIOFactory(chip=config.gpio.chip)
+    try:
+        import sounddevice as sd
+    except OSError as e:
+        raise BusError(2, f"PortAudio is missing ({e}); install libportaudio2") from e
+    device = _find_sound_card(sd, config.audio.card)
+    from picamera2 import Picamera2
+    from picamera2.encoders import H264Encoder
+    return Endpoints(
+        i2c_bus=bus, i2c_name=f"i2c-{config.i2c.bus}", pin_factory=factory,
+        mic_stream_factory=functools.partial(sd.InputStream, device=device),
+        speaker_stream_factory=functools.partial(sd.OutputStream, device=device),
+        picam=Picamera2(0 if config.camera.port == "cam0" else 1),
+        encoder_factory=lambda: H264Encoder(bitrate=8_000_000),
+        thermal_path=Path(config.thermal.zone_path),
+        closers=[bus.close],
+    )
+
+
+def _find_sound_card(sd, card: str) -> int:
+    for index, dev in enumerate(sd.query_devices()):
+        if card in dev["name"]:
+            return index
+    raise BusError(19, f"no sound card named '{card}'; check dtoverlay="
+                   "googlevoicehat-soundcard in config.txt and `aplay -l`")
+
+
+def _open_sim(config, data_dir: Path, clock) -> Endpoints:
+    from .sim.hardware import SimHardware
+    sim = SimHardware(config, data_dir, clock)
+    return Endpoints(
+        i2c_bus=sim.i2c, i2c_name=f"sim-i2c-{config.i2c.bus}", pin_factory=sim.gpio.factory,
+        mic_stream_factory=sim.mic_stream_factory, speaker_stream_factory=sim.speaker_stream_factory,
+        picam=sim.picam, encoder_factory=sim.encoder_factory, thermal_path=sim.thermal_path,
+        sim=sim, closers=[sim.close],
+    )
+
+
+def open_endpoints(config, data_dir: Path, clock) -> Endpoints:
+    kinds = {config.i2c.kind, config.gpio.kind, config.audio.kind, config.camera.kind}
+    if kinds <= SIM_KINDS:
+        return _open_sim(config, data_dir, clock)
+    if kinds & SIM_KINDS:
+        raise ConfigError(f"{config.path}: mixes simulated and real parts ({', '.join(sorted(kinds))}); "
+                          "a board is either all real or all sim")
+    return _open_real(config, data_dir, clock)
+
+
+class Board:
+    """The running hardware: drivers for every part, built from a board file."""
+
+    def __init__(self, config, data_dir: Path, clock, on_gesture=None):
+        self.config = config
+        self.clock = clock
+        self.data_dir = Path(data_dir)
+        self._ep = open_endpoints(config, self.data_dir, clock)
+        self.sim = self._ep.sim
+        pins = self._ep.pin_factory
+        try:
+            self._build(config, pins, on_gesture)
+        except BaseException:
+            self._close_endpoints()
+            raise
+
+    def _build(self, config, pins, on_gesture) -> None:
+        bus, bus_name = self._ep.i2c_bus, self._ep.i2c_name
+        imu = config.imu
+        self.imu = LSM6DSOX(
+            I2CDevice(bus, imu.address, "imu", bus_name), accel_range_g=imu.accel_range_g,
+            accel_odr_hz=imu.accel_odr_hz, gyro_range_dps=imu.gyro_range_dps,
+            gyro_odr_hz=imu.gyro_odr_hz, wake_threshold_g=imu.wake_threshold_g,
+            int1=DigitalInputDevice(imu.int1_pin, pull_up=False, pin_factory=pins))
+        fg = config.fuel_gauge
+        self.fuel_gauge = MAX17048(
+            I2CDevice(bus, fg.address, "fuel_gauge", bus_name), alert_percent=fg.alert_percent,
+            alert=DigitalInputDevice(fg.alert_pin, pull_up=True, pin_factory=pins))
+        self.thermal = ThermalZone(self._ep.thermal_path)
+        cam = config.camera
+        self.camera = Camera(self._ep.picam, self._ep.encoder_factory, still_size=cam.still_size,
+                             lores_size=cam.lores_size, video_size=cam.video_size, fps=cam.fps,
+                             clock=self.clock)
+        audio = config.audio
+        self.microphones = Microphones(self._ep.mic_stream_factory, rate_hz=audio.rate_hz,
+                                       channels=audio.channels,
+                                       block_frames=audio.rate_hz * audio.block_ms // 1000)
+        self.speaker = Speaker(self._ep.speaker_stream_factory, rate_hz=audio.rate_hz,
+                               channels=audio.channels,
+                               amp_enable=DigitalOutputDevice(audio.amp_enable_pin, pin_factory=pins))
+        self.buttons = {
+            name: GestureButton(name, Button(spec.pin, pull_up=spec.active_low, bounce_time=None,
+                                             pin_factory=pins),
+                                self.clock, on_gesture, spec.long_press_s, spec.double_window_s)
+            for name, spec in config.buttons.items()}
+        capture = config.leds["capture"]
+        self.capture_led = PrivacyLED(LED(capture.pin, pin_factory=pins),
+                                      DigitalInputDevice(capture.readback_pin, pull_up=False,
+                                                         pin_factory=pins), self.clock)
+        self.status_led = StatusLED(LED(config.leds["status"].pin, pin_factory=pins))
+
+    # What selftest probes, in order: name -> (probe, required).
+    def probes(self) -> dict[str, tuple]:
+        c = self.config
+        return {
+            "imu": (self.imu.probe, c.imu.required),
+            "fuel_gauge": (self.fuel_gauge.probe, c.fuel_gauge.required),
+            "camera": (self.camera.probe, c.camera.required),
+            "microphones": (self.microphones.probe, c.audio.required),
+            "speaker": (self.speaker.probe, c.audio.required),
+            "buttons": (self._probe_buttons, True),
+            "leds": (self._probe_leds, True),
+            "soc_thermal": (self.thermal.probe, False),
+        }
+
+    def _probe_buttons(self) -> str:
+        return ", ".join(f"{n} {'pressed' if b.is_pressed else 'released'}"
+                         for n, b in self.buttons.items())
+
+    def _probe_leds(self) -> str:
+        return f"capture: {self.capture_led.probe()}; status: {self.status_led.probe()}"
+
+    def close(self) -> None:
+        """Stop every device; safe to call twice. Errors are collected, not swallowed."""
+        errors = []
+        parts = [getattr(self, n, None) for n in
+                 ("camera", "microphones", "speaker", "capture_led", "status_led")]
+        parts += list(getattr(self, "buttons", {}).values())
+        for part in parts:
+            if part is None:
+                continue
+            try:
+                part.close()
+            except (GlassesError, RuntimeError, OSError) as e:
+                errors.append(f"{type(part).__name__}: {e}")
+        self.buttons = {}
+        self.camera = self.microphones = self.speaker = self.capture_led = self.status_led = None
+        self._close_endpoints()
+        if errors:
+            raise RuntimeError("closing the board: " + "; ".join(errors))
+
+    def _close_endpoints(self) -> None:
+        closers, self._ep.closers = self._ep.closers, []
+        for close in closers:
+            close()

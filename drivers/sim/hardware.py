@@ -1,0 +1,113 @@
+"""The simulated board's hardware: emulators, mock pins, scene camera, WAV microphones.
+
+Bring-up takes its buses and endpoints exactly as it takes the real ones. The methods
+below are the physical world (put the glasses on, drain the battery, break a part);
+the console's `sim ...` commands call them.
+"""
+
+import math
+from pathlib import Path
+
+from drivers.errors import ConfigError
+
+from .audio import SimAudioSource, list_played, sim_input_stream_factory, sim_output_stream_factory
+from .camera import Scene, SimPicamera2, sim_encoder_factory
+from .gpio import SimGPIO
+from .i2c import FAULTS, SimI2CBus
+from .lsm6dsox import LSM6DSOXEmulator
+from .max17048 import MAX17048Emulator
+
+G = 9.80665
+DEVICES = ("imu", "fuel_gauge", "camera", "microphones")
+
+
+class SimHardware:
+    """Everything below the drivers on the sim board, plus the knobs of the physical world."""
+
+    def __init__(self, config, data_dir: Path, clock):
+        spec = config.sim
+        if spec is None:
+            raise ConfigError(f"{config.path}: a board with simulated parts needs a [sim] table")
+        self.config = config
+        self.clock = clock
+        self.data_dir = Path(data_dir)
+        self.gpio = SimGPIO()
+        led = config.leds["capture"]
+        self.gpio.wire_readback(led.pin, led.readback_pin)
+        for button in config.buttons.values():
+            self.gpio.pin(button.pin)  # created before gpiozero pulls them up
+        self.i2c = SimI2CBus(f"sim-i2c-{config.i2c.bus}")
+        self.imu = self.i2c.attach(config.imu.address,
+                                   LSM6DSOXEmulator(int1_pin=self.gpio.pin(config.imu.int1_pin)))
+        self.fuel_gauge = self.i2c.attach(config.fuel_gauge.address, MAX17048Emulator(
+            alert_pin=self.gpio.pin(config.fuel_gauge.alert_pin), percent=spec.battery_percent))
+        self.audio_source = SimAudioSource(clock, rate_hz=config.audio.rate_hz,
+                                           channels=config.audio.channels)
+        self.speaker_dir = self.data_dir / "sim" / "speaker"
+        self.speaker_dir.mkdir(parents=True, exist_ok=True)
+        self.mic_stream_factory = sim_input_stream_factory(self.audio_source, clock)
+        self.speaker_stream_factory = sim_output_stream_factory(self.speaker_dir, clock)
+        self.scene = Scene.parse(spec.scene)
+        self.picam = SimPicamera2(self.scene, clock, sensor=config.camera.sensor,
+                                  sensor_size=config.camera.still_size)
+        self.encoder_factory = sim_encoder_factory
+        self.thermal_path = self.data_dir / "sim" / "thermal_zone0" / "temp"
+        self.thermal_path.parent.mkdir(parents=True, exist_ok=True)
+        self.charger = False
+        self.set_temperature(spec.temperature_c)
+        self.set_worn(spec.worn)
+
+    # The physical world.
+    def set_worn(self, worn: bool) -> None:
+        """Worn: a nod of the head, then upright. Off: folded on a table, lenses down."""
+        self.worn = worn
+        if worn:
+            self.imu.set_acceleration(0.0, 0.3 * G, 0.95 * G)  # the movement that wakes the IMU
+            self.imu.set_acceleration(0.0, 0.0, G)
+        else:
+            self.imu.set_acceleration(0.0, 0.0, -G)
+
+    def tilt(self, pitch_deg: float) -> None:
+        p = math.radians(pitch_deg)
+        self.imu.set_acceleration(0.0, G * math.sin(p), G * math.cos(p))
+
+    def set_battery(self, percent: float) -> None:
+        if not 0 <= percent <= 100:
+            raise ValueError(f"battery percent {percent} outside 0..100")
+        self.fuel_gauge.set_percent(percent)
+
+    def set_charger(self, on: bool) -> None:
+        self.charger = on
+        self.fuel_gauge.set_rate(25.0 if on else 0.0)
+
+    def set_temperature(self, celsius: float) -> None:
+        """The SoC thermal zone and the IMU's die temperature (the frame warms up too)."""
+        if not -40 <= celsius <= 125:
+            raise ValueError(f"temperature {celsius} C outside -40..125")
+        tmp = self.thermal_path.with_suffix(".tmp")
+        tmp.write_text(f"{round(celsius * 1000)}\n")
+        tmp.replace(self.thermal_path)
+        self.imu.set_temperature(celsius)
+
+    def set_fault(self, device: str, kind: str | None) -> None:
+        """Inject a fault in one device (see DEVICES and drivers.sim.i2c.FAULTS); None clears."""
+        if kind == "clear":
+            kind = None
+        if kind is not None and kind not in FAULTS:
+            raise ValueError(f"unknown fault '{kind}'; choose one of {', '.join(FAULTS)} or clear")
+        if device == "imu":
+            self.i2c.set_fault(self.config.imu.address, kind)
+        elif device == "fuel_gauge":
+            self.i2c.set_fault(self.config.fuel_gauge.address, kind)
+        elif device == "camera":
+            self.picam.fault = "gone" if kind == "nack" else kind
+        elif device == "microphones":
+            self.audio_source.fault = "gone" if kind == "nack" else kind
+        else:
+            raise ValueError(f"unknown device '{device}'; choose one of {', '.join(DEVICES)}")
+
+    def speaker_files(self) -> list[Path]:
+        return list_played(self.speaker_dir)
+
+    def close(self) -> None:
+        self.gpio.close()

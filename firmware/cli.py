@@ -1,0 +1,89 @@
+"""The `glasses` command line. Only this module parses arguments."""
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from drivers.errors import GlassesError
+
+from . import __version__
+
+
+def _data_dir(args, config) -> Path:
+    return Path(args.data_dir or config.board.data_dir).expanduser()
+
+
+def _clock(args, config):
+    from drivers.clock import Clock, SimClock
+    if config.sim is None:
+        return Clock()
+    return SimClock(realtime=getattr(args, "speed", "1") != "max")
+
+
+def cmd_run(args) -> int:
+    import boards
+
+    from .app import run_firmware
+    config = boards.load(args.board)
+    return run_firmware(config, _data_dir(args, config), _clock(args, config),
+                        console=args.console, speed=args.speed, models_dir=args.models)
+
+
+def cmd_selftest(args) -> int:
+    import boards
+    from drivers.bringup import Board
+
+    from . import selftest
+    config = boards.load(args.board)
+    board = Board(config, _data_dir(args, config), _clock(args, config))
+    try:
+        for spec in args.sim_fault:
+            device, _, kind = spec.partition("=")
+            if board.sim is None:
+                raise GlassesError(f"--sim-fault needs a simulated board; {config.name} is real")
+            board.sim.set_fault(device, kind or "nack")
+        rows = selftest.run(board)
+    finally:
+        board.close()
+    print(selftest.to_json(rows) if args.json else selftest.to_text(rows))
+    return 1 if selftest.failed(rows) else 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="glasses", description="Open AI-glasses firmware")
+    p.add_argument("--version", action="version", version=f"glasses {__version__}")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="run the firmware until SIGINT/SIGTERM")
+    run.add_argument("--board", required=True, help="board name (cm5-ref, cm4-ref, sim) or .toml path")
+    run.add_argument("--data-dir", help="data directory (default: the board file's data_dir)")
+    run.add_argument("--console", default="none", help="PATH (pty symlink on the sim), stdio, or none")
+    run.add_argument("--models", help="models directory")
+    run.add_argument("--speed", choices=("1", "max"), default="1",
+                     help="sim only: 1 = real time, max = jump ahead whenever idle")
+    run.set_defaults(func=cmd_run)
+
+    st = sub.add_parser("selftest", help="probe every device; exit 1 if a required one fails")
+    st.add_argument("--board", required=True)
+    st.add_argument("--data-dir")
+    st.add_argument("--json", action="store_true", help="one JSON object instead of a table")
+    st.add_argument("--sim-fault", action="append", default=[], metavar="DEVICE=KIND",
+                    help="sim only: inject a fault first (nack, timeout, garbage, gone)")
+    st.set_defaults(func=cmd_selftest)
+    return p
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except GlassesError as e:
+        print(f"glasses: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# One-time (and idempotent) set-up for development, CI and the sim board:
+# system packages with apt-get, then the firmware and its test tools in .venv.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# libportaudio2: sounddevice; espeak-ng + sox: speech for the sim microphones;
+# python3-venv: the virtual environment on Debian's Python.
+APT_PACKAGES=(python3-venv libportaudio2 espeak-ng sox)
+
+missing=()
+for p in "${APT_PACKAGES[@]}"; do
+  dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
+done
+if [ "${#missing[@]}" -gt 0 ]; then
+  echo "setup: installing system packages: ${missing[*]}"
+  SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+
+PY=${PYTHON:-python3}
+if [ ! -x .venv/bin/python ]; then
+  echo "setup: creating .venv"
+  # Raspberry Pi OS ships picamera2 in apt only; the venv sees it through system site-packages.
+  "$PY" -m venv --system-site-packages .venv
+fi
+stamp=.venv/.installed-$(sha256sum pyproject.toml | cut -c1-16)
+if [ ! -e "$stamp" ]; then
+  echo "setup: installing the firmware and test tools into .venv"
+  .venv/bin/python -m pip install -q --upgrade pip 2>&1 | grep -v -i warning || true
+  .venv/bin/python -m pip install -q -e ".[test]" 2>&1 | grep -v -i warning || true
+  .venv/bin/python -c "import firmware, drivers, numpy, gpiozero, serial, smbus2, onnxruntime, pytest, hypothesis"
+  rm -f .venv/.installed-*
+  touch "$stamp"
+fi
