@@ -9,6 +9,7 @@ import queue
 import threading
 
 GESTURES = ("press", "release", "click", "double", "long")
+EPS_S = 1e-9  # deadlines computed in float must count as reached
 
 
 class GestureDetector:
@@ -53,11 +54,11 @@ class GestureDetector:
 
     def expire(self, t: float) -> list[str]:
         out = []
-        if self._down_at is not None and not self._long_sent and t - self._down_at >= self.long_press_s:
+        if self._down_at is not None and not self._long_sent and t - self._down_at >= self.long_press_s - EPS_S:
             self._long_sent = True
             self._clicks = 0
             out.append("long")
-        if self._clicks and self._down_at is None and t - self._released_at >= self.double_window_s:
+        if self._clicks and self._down_at is None and t - self._released_at >= self.double_window_s - EPS_S:
             self._clicks = 0
             out.append("click")
         return out
