@@ -12,7 +12,8 @@ from pathlib import Path
 
 from gpiozero import LED, Button, DigitalInputDevice, DigitalOutputDevice
 
-from .audio import Microphones, Speaker
+from .audio import Microphones
+from .speaker import Speaker
 from .buttons import GestureButton
 from .camera import Camera
 from .errors import BusError, ConfigError, GlassesError
@@ -134,10 +135,12 @@ class Board:
         audio = config.audio
         self.microphones = Microphones(self._ep.mic_stream_factory, rate_hz=audio.rate_hz,
                                        channels=audio.channels,
-                                       block_frames=audio.rate_hz * audio.block_ms // 1000)
+                                       block_frames=audio.rate_hz * audio.block_ms // 1000,
+                                       clock=self.clock)
         self.speaker = Speaker(self._ep.speaker_stream_factory, rate_hz=audio.rate_hz,
                                channels=audio.channels,
-                               amp_enable=DigitalOutputDevice(audio.amp_enable_pin, pin_factory=pins))
+                               amp_enable=DigitalOutputDevice(audio.amp_enable_pin, pin_factory=pins),
+                               clock=self.clock)
         self.buttons = {
             name: GestureButton(name, Button(spec.pin, pull_up=spec.active_low, bounce_time=None,
                                              pin_factory=pins),
@@ -176,6 +179,8 @@ class Board:
         parts = [getattr(self, n, None) for n in
                  ("camera", "microphones", "speaker", "capture_led", "status_led")]
         parts += list(getattr(self, "buttons", {}).values())
+        imu, gauge = getattr(self, "imu", None), getattr(self, "fuel_gauge", None)
+        parts += [imu and imu.int1, gauge and gauge.alert]
         for part in parts:
             if part is None:
                 continue

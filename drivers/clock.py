@@ -4,6 +4,7 @@ Everything that waits or timestamps takes a clock, so the sim can run a day in s
 and tests can step time exactly. `monotonic()` is for intervals, `wall()` for stamps.
 """
 
+import asyncio
 import threading
 import time
 
@@ -16,6 +17,10 @@ class Clock:
 
     def wall(self) -> float:
         return time.time()
+
+    async def asleep(self, seconds: float) -> None:
+        """Sleep on the event loop for `seconds` of this clock's time."""
+        await asyncio.sleep(max(0.0, seconds))
 
     def sleep(self, seconds: float, stop: threading.Event | None = None) -> bool:
         if stop is None:
@@ -48,6 +53,13 @@ class SimClock(Clock):
 
     def wall(self) -> float:
         return self._wall0 + self.monotonic()
+
+    async def asleep(self, seconds: float) -> None:
+        if self.realtime:
+            await asyncio.sleep(max(0.0, seconds))
+        else:
+            self.advance(max(0.0, seconds))  # nothing else moves virtual time forward
+            await asyncio.sleep(0)
 
     def advance(self, seconds: float) -> None:
         if seconds < 0:

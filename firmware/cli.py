@@ -1,7 +1,6 @@
 """The `glasses` command line. Only this module parses arguments."""
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -58,7 +57,9 @@ def build_parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="run the firmware until SIGINT/SIGTERM")
     run.add_argument("--board", required=True, help="board name (cm5-ref, cm4-ref, sim) or .toml path")
     run.add_argument("--data-dir", help="data directory (default: the board file's data_dir)")
-    run.add_argument("--console", default="none", help="PATH (pty symlink on the sim), stdio, or none")
+    run.add_argument("--console", default="auto",
+                     help="PATH (a pty symlinked there on the sim; the serial port on boards), "
+                          "stdio, none, or auto (the board file's console tty)")
     run.add_argument("--models", help="models directory")
     run.add_argument("--speed", choices=("1", "max"), default="1",
                      help="sim only: 1 = real time, max = jump ahead whenever idle")

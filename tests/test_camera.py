@@ -251,3 +251,21 @@ def test_noise_detector_accepts_scenes_and_rejects_noise():
     assert not looks_like_noise(np.zeros((120, 160), np.uint8))
     rng = np.random.default_rng(1)
     assert looks_like_noise(rng.integers(0, 256, (120, 160), dtype=np.uint8))
+
+
+def test_close_while_recording_keeps_the_video(tmp_path):
+    cam, _ = make_camera()
+    cam.start_video(tmp_path / "v.mjpeg", max_duration_s=60)
+    time.sleep(0.2)
+    cam.close()
+    assert not cam.recording and cam.state == "closed"
+    assert len(jpeg_frames((tmp_path / "v.mjpeg").read_bytes())) >= 2
+
+
+def test_still_while_recording_is_video_sized(camera, tmp_path):
+    cam, _ = camera
+    cam.start_video(tmp_path / "v.mjpeg", max_duration_s=60)
+    photo = cam.save_photo(tmp_path / "during.jpg")
+    cam.stop_video()
+    with Image.open(photo.path) as im:
+        assert im.size == photo.size == (320, 240)

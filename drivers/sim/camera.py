@@ -1,0 +1,424 @@
+"""Sim camera: a Picamera2-shaped object whose frames come from a Scene on the sim clock.
+
+It implements only the Picamera2 subset that drivers/camera.py uses, failing the way the
+real one does (RuntimeError on misuse), plus a `fault` hook for the fault matrix.
+"""
+
+import os
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from drivers.clock import Clock
+from drivers.errors import ConfigError
+
+FAULTS = (None, "gone", "timeout", "garbage")
+FORMATS = ("RGB888", "BGR888", "YUV420")
+
+# Sensor modes as ((width, height), max fps). A stream is read out from the smallest mode
+# that covers it, which is why a full-resolution IMX708 frame costs about 70 ms.
+SENSOR_MODES = {
+    "imx708": (((1536, 864), 120.13), ((2304, 1296), 56.03), ((4608, 2592), 14.35)),
+}
+
+_BARS_RGB = np.array([(255, 255, 255), (255, 255, 0), (0, 255, 255), (0, 255, 0),
+                      (255, 0, 255), (255, 0, 0), (0, 0, 255), (0, 0, 0)], np.uint8)
+# A 3x5 bitmap font for the frame number, so the pattern needs no font files.
+_GLYPHS = {str(d): np.array([[c == "1" for c in row] for row in rows.split()], bool)
+           for d, rows in enumerate(["111 101 101 101 111", "010 110 010 010 111",
+                                     "111 001 111 100 111", "111 001 111 001 111",
+                                     "101 101 111 001 001", "111 100 111 001 111",
+                                     "111 100 111 101 111", "111 001 001 001 001",
+                                     "111 101 111 101 111", "111 101 111 001 111"])}
+
+
+def rgb_to_yuv420(rgb: np.ndarray) -> np.ndarray:
+    """RGB HxWx3 -> picamera2's YUV420 layout (h*3//2, w): Y rows, then U, then V (BT.601 full range)."""
+    h, w, _ = rgb.shape
+    f = rgb.astype(np.float32)
+    y = f @ np.array([0.299, 0.587, 0.114], np.float32)
+    sub = f.reshape(h // 2, 2, w // 2, 2, 3).mean(axis=(1, 3))
+    u = sub @ np.array([-0.168736, -0.331264, 0.5], np.float32) + 128
+    v = sub @ np.array([0.5, -0.418688, -0.081312], np.float32) + 128
+    out = np.empty((h * 3 // 2, w), np.uint8)
+    out[:h] = np.clip(np.rint(y), 0, 255)
+    out[h:] = np.clip(np.rint(np.concatenate([u.ravel(), v.ravel()])), 0, 255).reshape(h // 2, w)
+    return out
+
+
+def noise_frame(size, frame_no: int) -> np.ndarray:
+    """Random RGB noise, seeded by the frame number so the garbage fault is reproducible."""
+    w, h = size
+    return np.random.default_rng(frame_no).integers(0, 256, (h, w, 3), dtype=np.uint8)
+
+
+def _draw_number(img: np.ndarray, number: int, scale: int) -> None:
+    text = str(number)
+    x0 = y0 = scale
+    img[y0 - scale // 2:y0 + 5 * scale + scale // 2, x0 - scale // 2:x0 + 4 * scale * len(text)] = 0
+    for i, ch in enumerate(text):
+        big = np.kron(_GLYPHS[ch], np.ones((scale, scale), bool))
+        x = x0 + 4 * scale * i
+        sub = img[y0:y0 + big.shape[0], x:x + big.shape[1]]
+        sub[big[:sub.shape[0], :sub.shape[1]]] = 255
+
+
+class _Pattern:
+    spec = "pattern"
+
+    def __init__(self):
+        self._bars = {}
+
+    def render(self, size, t_s, frame_no):
+        w, h = size
+        base = self._bars.get(size)
+        if base is None:
+            base = np.zeros((h, w, 3), np.uint8)
+            base[:h * 2 // 3] = _BARS_RGB[(np.arange(w) * len(_BARS_RGB)) // w]
+            self._bars[size] = base
+        img = base.copy()
+        block = max(2, w // 16)
+        x = (frame_no * max(1, w // 60)) % (w - block + 1)  # crosses the frame in ~2 s at 30 fps
+        img[h * 2 // 3 + h // 12:h - h // 12, x:x + block] = 255
+        _draw_number(img, frame_no, max(1, h // 40))
+        return img
+
+
+class _Picture:
+    def __init__(self, path: Path, decode: bool):
+        self.spec = str(path)
+        self._path = path
+        self._image = None
+        self._cache = {}
+        try:
+            with Image.open(path) as im:
+                if decode:
+                    self._image = im.convert("RGB")
+                else:
+                    im.verify()  # headers only: a folder of photos is checked without decoding all
+        except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
+            raise ConfigError(f"sim scene {path}: not a readable image ({exc})") from exc
+
+    def render(self, size, t_s, frame_no):
+        arr = self._cache.get(size)
+        if arr is None:
+            if self._image is None:
+                self._image = _Picture(self._path, decode=True)._image
+            arr = np.asarray(self._image.resize(size, Image.BILINEAR), np.uint8)
+            self._cache[size] = arr
+        return arr.copy()
+
+    def drop(self):
+        self._cache = {}
+        self._image = None
+
+
+class _Folder:
+    def __init__(self, path: Path):
+        self.spec = str(path)
+        exts = Image.registered_extensions()
+        files = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in exts)
+        if not files:
+            raise ConfigError(f"sim scene {path}: folder has no image files")
+        self._pictures = [_Picture(p, decode=False) for p in files]
+        self._current = None
+
+    def render(self, size, t_s, frame_no):
+        i = int(t_s) % len(self._pictures)
+        if self._current is not None and self._current != i:
+            self._pictures[self._current].drop()  # keep one decoded photo, not the whole folder
+        self._current = i
+        return self._pictures[i].render(size, t_s, frame_no)
+
+
+def _open_source(spec):
+    if str(spec) == "pattern":
+        return _Pattern()
+    path = Path(spec)
+    if path.is_dir():
+        return _Folder(path)
+    if not path.exists():
+        raise ConfigError(f"sim scene {path}: no such file or folder "
+                          "(give 'pattern', an image file or a folder of images)")
+    return _Picture(path, decode=True)
+
+
+class Scene:
+    """What the sim camera sees: "pattern", an image file, or a folder of images (one per second)."""
+
+    def __init__(self, spec: str | os.PathLike = "pattern"):
+        self._source = _open_source(spec)
+
+    @classmethod
+    def parse(cls, spec: str | os.PathLike) -> "Scene":
+        """A Scene from a spec; ConfigError naming the path when it is missing or unreadable."""
+        return cls(spec)
+
+    @property
+    def spec(self) -> str:
+        return self._source.spec
+
+    def set(self, spec: str | os.PathLike) -> None:
+        """Switch what the camera sees; a bad spec raises ConfigError and keeps the old scene."""
+        self._source = _open_source(spec)
+
+    def render(self, size, t_s: float, frame_no: int) -> np.ndarray:
+        """RGB uint8 HxWx3 for size (w, h) at clock time t_s; the pattern depends only on frame_no."""
+        return self._source.render(tuple(int(v) for v in size), t_s, frame_no)
+
+
+class SimMJPEGEncoder:
+    """Stand-in for picamera2's MJPEGEncoder: concatenated JPEG frames at `quality`."""
+
+    def __init__(self, quality: int = 70):
+        self.quality = quality
+
+
+def sim_encoder_factory() -> SimMJPEGEncoder:
+    """The encoder factory the sim board hands to drivers.camera.Camera."""
+    return SimMJPEGEncoder()
+
+
+@dataclass
+class _EncoderJob:
+    encoder: SimMJPEGEncoder
+    file: object
+    stop: threading.Event = field(default_factory=threading.Event)
+    thread: threading.Thread | None = None
+    frames: int = 0
+    error: BaseException | None = None
+
+
+def _stream(spec, default_format):
+    spec = dict(spec)
+    unknown = set(spec) - {"size", "format"}
+    if unknown:  # typos fail loudly, as picamera2's configuration objects do
+        raise ValueError(f"unknown stream keys {sorted(unknown)}")
+    return {"size": tuple(int(v) for v in spec["size"]), "format": spec.get("format", default_format)}
+
+
+class SimPicamera2:
+    """The Picamera2 subset drivers/camera.py uses; frames rendered from `scene` on `clock`."""
+
+    def __init__(self, scene: Scene, clock: Clock, sensor: str = "imx708",
+                 sensor_size=(4608, 2592)):
+        self.scene = scene
+        self.clock = clock
+        self.camera_properties = {"Model": sensor, "PixelArraySize": tuple(sensor_size)}
+        self.options = {"quality": 90}
+        self._modes = SENSOR_MODES.get(sensor, ((tuple(sensor_size), 30.0),))
+        self._changed = threading.Condition()
+        self._fault = None
+        self._config = None
+        self._frame_s = 1 / 30
+        self._started = False
+        self._closed = False
+        self._generation = 0  # bumped by start/stop so a frame waiter notices a restart
+        self._t_start_s = 0.0
+        self._encoder: _EncoderJob | None = None
+
+    @property
+    def fault(self):
+        return self._fault
+
+    @fault.setter
+    def fault(self, value):
+        if value not in FAULTS:
+            raise ValueError(f"camera fault {value!r}: choose one of {FAULTS}")
+        with self._changed:
+            self._fault = value
+            self._changed.notify_all()
+
+    def _check(self, need_started=False):
+        if self._closed:
+            raise RuntimeError("Camera is closed")
+        if self._fault == "gone":
+            raise RuntimeError("Camera frontend has timed out! (device removed?)")
+        if need_started and not self._started:
+            raise RuntimeError("Camera is not started")
+
+    # -- configuration -----------------------------------------------------------------------
+
+    def create_still_configuration(self, main=None, lores=None, buffer_count=1, controls=None):
+        main = main or {"size": self.camera_properties["PixelArraySize"], "format": "RGB888"}
+        return self._make_config("still", main, lores, buffer_count, controls)
+
+    def create_video_configuration(self, main=None, lores=None, buffer_count=6, controls=None):
+        main = main or {"size": (1280, 720), "format": "YUV420"}
+        return self._make_config("video", main, lores, buffer_count, controls)
+
+    def _make_config(self, use_case, main, lores, buffer_count, controls):
+        return {"use_case": use_case, "main": _stream(main, "RGB888"),
+                "lores": _stream(lores, "YUV420") if lores else None,
+                "buffer_count": int(buffer_count), "controls": dict(controls or {})}
+
+    def configure(self, config: dict) -> None:
+        with self._changed:
+            self._check()
+            if self._started:
+                raise RuntimeError("Camera must be stopped before configuring")
+            sensor_w, sensor_h = self.camera_properties["PixelArraySize"]
+            main, lores = config["main"], config.get("lores")
+            for name, s in (("main", main), ("lores", lores)):
+                if s is None:
+                    continue
+                w, h = s["size"]
+                if s["format"] not in FORMATS:
+                    raise ValueError(f"{name} format {s['format']!r} not supported ({FORMATS})")
+                if not (0 < w <= sensor_w and 0 < h <= sensor_h) or w % 2 or h % 2:
+                    raise ValueError(f"{name} size {s['size']} invalid for a {sensor_w}x{sensor_h} sensor")
+            if lores and (lores["size"][0] > main["size"][0] or lores["size"][1] > main["size"][1]):
+                raise ValueError("lores stream dimensions may not exceed main stream")
+            w, h = main["size"]
+            mode_fps = next((fps for (mw, mh), fps in self._modes if mw >= w and mh >= h),
+                            self._modes[-1][1])
+            min_us = config["controls"].get("FrameDurationLimits", (0, 0))[0]
+            self._frame_s = max(1 / mode_fps, min_us / 1e6)
+            self._config = config
+
+    def start(self) -> None:
+        with self._changed:
+            self._check()
+            if self._config is None:
+                raise RuntimeError("Camera has not been configured")
+            if not self._started:
+                self._started = True
+                self._generation += 1
+                self._t_start_s = self.clock.monotonic()
+
+    def _halt(self):
+        with self._changed:
+            job, self._encoder = self._encoder, None
+            self._started = False
+            self._generation += 1
+            self._changed.notify_all()
+        if job is not None:
+            self._finish_encoder(job)
+
+    def stop(self) -> None:
+        if self._closed:
+            return
+        self._halt()
+        self._check()  # a removed device still reports its error, after stopping
+
+    def close(self) -> None:
+        if not self._closed:
+            self._halt()
+            self._closed = True
+
+    # -- frames ----------------------------------------------------------------------------
+
+    def _stream_of(self, name):
+        stream = self._config.get(name) if self._config else None
+        if stream is None:
+            raise RuntimeError(f"Stream {name!r} is not configured")
+        return stream
+
+    def _wait_frame(self) -> tuple[int, float]:
+        with self._changed:
+            self._check(need_started=True)
+            gen = self._generation
+            # A hung CSI link: no frame arrives until the fault clears or the camera restarts.
+            while self._fault == "timeout" and self._generation == gen:
+                self._changed.wait(0.05)
+            frame_s = self._frame_s
+        self.clock.sleep(frame_s)
+        with self._changed:
+            if self._generation != gen:
+                raise RuntimeError("Camera stopped while waiting for a frame")
+            self._check(need_started=True)
+            t_s = self.clock.monotonic()
+            return int((t_s - self._t_start_s) / frame_s), t_s
+
+    def _rgb(self, stream, frame_no, t_s):
+        if self._fault == "garbage":
+            return noise_frame(stream["size"], frame_no)
+        return self.scene.render(stream["size"], t_s, frame_no)
+
+    def _metadata(self, t_s):
+        frame_us = int(round(self._frame_s * 1e6))
+        return {"SensorTimestamp": int(t_s * 1e9), "FrameDuration": frame_us,
+                "ExposureTime": int(frame_us * 0.9), "AnalogueGain": 1.0, "DigitalGain": 1.0,
+                "Lux": 400.0, "ColourTemperature": 5000}
+
+    def capture_array(self, name: str = "main", wait=None) -> np.ndarray:
+        stream = self._stream_of(name)
+        frame_no, t_s = self._wait_frame()
+        rgb = self._rgb(stream, frame_no, t_s)
+        if stream["format"] == "YUV420":
+            return rgb_to_yuv420(rgb)
+        if stream["format"] == "RGB888":
+            return np.ascontiguousarray(rgb[..., ::-1])  # libcamera's RGB888 is B, G, R in memory
+        return rgb
+
+    def capture_file(self, file_output, name: str = "main", format=None, wait=None) -> dict:
+        stream = self._stream_of(name)
+        if format is None:
+            format = Path(file_output).suffix.lstrip(".") if isinstance(file_output, (str, os.PathLike)) else "jpeg"
+        pil_format = {"jpg": "JPEG", "jpeg": "JPEG", "png": "PNG", "bmp": "BMP"}.get(format.lower())
+        if pil_format is None:
+            raise ValueError(f"unsupported capture_file format {format!r}")
+        frame_no, t_s = self._wait_frame()
+        options = {"quality": self.options["quality"]} if pil_format == "JPEG" else {}
+        Image.fromarray(self._rgb(stream, frame_no, t_s)).save(file_output, format=pil_format, **options)
+        return self._metadata(t_s)
+
+    def capture_metadata(self, wait=None) -> dict:
+        return self._metadata(self._wait_frame()[1])
+
+    # -- encoder ---------------------------------------------------------------------------
+
+    def start_encoder(self, encoder, output) -> None:
+        if not isinstance(encoder, SimMJPEGEncoder):
+            raise TypeError(f"the sim camera only runs SimMJPEGEncoder, not {type(encoder).__name__}")
+        with self._changed:
+            self._check(need_started=True)
+            if self._encoder is not None:
+                raise RuntimeError("Encoder already running")
+            job = _EncoderJob(encoder, open(output, "wb"))
+            job.thread = threading.Thread(target=self._encode, args=(job,), name="sim-mjpeg",
+                                          daemon=True)
+            self._encoder = job
+        job.thread.start()
+
+    def _encode(self, job: _EncoderJob) -> None:
+        stream, frame_s = self._config["main"], self._frame_s
+        next_s = self.clock.monotonic()
+        try:
+            while True:
+                next_s += frame_s
+                if not self.clock.sleep(next_s - self.clock.monotonic(), job.stop):
+                    return
+                now_s = self.clock.monotonic()
+                if now_s - next_s > frame_s:
+                    next_s = now_s  # fell behind: drop frames, as a real pipeline does
+                if self._fault in ("gone", "timeout"):
+                    continue  # no frames arrive from the sensor
+                rgb = self._rgb(stream, int((now_s - self._t_start_s) / frame_s), now_s)
+                Image.fromarray(rgb).save(job.file, format="JPEG", quality=job.encoder.quality)
+                job.frames += 1
+        except OSError as exc:  # disk full and the like: reported by stop_encoder
+            job.error = exc
+
+    def _finish_encoder(self, job: _EncoderJob) -> None:
+        job.stop.set()
+        job.thread.join(timeout=5.0)
+        if job.thread.is_alive():
+            raise TimeoutError("sim encoder thread did not stop within 5 s")
+        try:
+            job.file.flush()
+            os.fsync(job.file.fileno())
+        finally:
+            job.file.close()
+        if job.error is not None:
+            raise job.error
+
+    def stop_encoder(self) -> None:
+        with self._changed:
+            job, self._encoder = self._encoder, None
+        if job is not None:
+            self._finish_encoder(job)
+        self._check()

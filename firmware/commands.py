@@ -1,0 +1,230 @@
+"""Console commands: an allowlist of named handlers, each returning reply lines.
+
+A handler gets the session and its arguments, returns the lines to print before `OK`,
+and raises CommandError for an `ERR` reply. Nothing here runs a shell or evaluates
+input; an unknown word is refused.
+"""
+
+import json
+import shlex
+from dataclasses import dataclass
+from typing import Awaitable, Callable
+
+from drivers.errors import GlassesError
+
+from . import __version__
+
+
+class CommandError(GlassesError, ValueError):
+    """The reply is `ERR <message>`; the message says what was wrong and what to try."""
+
+
+@dataclass(frozen=True)
+class Command:
+    name: str
+    usage: str
+    summary: str
+    handler: Callable[..., Awaitable[list[str]]]
+
+
+REGISTRY: dict[str, Command] = {}
+
+
+def command(name: str, usage: str, summary: str):
+    def register(fn):
+        REGISTRY[name] = Command(name, usage, summary, fn)
+        return fn
+    return register
+
+
+def split(text: str) -> list[str]:
+    try:
+        return shlex.split(text)
+    except ValueError as e:
+        raise CommandError(f"cannot parse the line ({e}); check the quotes") from None
+
+
+def take_flag(args: list[str], flag: str) -> tuple[list[str], bool]:
+    return [a for a in args if a != flag], flag in args
+
+
+def no_args(args: list[str], usage: str) -> None:
+    if args:
+        raise CommandError(f"unexpected '{' '.join(args)}'; usage: {usage}")
+
+
+def as_json(obj) -> list[str]:
+    return [json.dumps(obj, separators=(",", ":"), sort_keys=True)]
+
+
+@command("help", "help [COMMAND]", "list commands, or show one command's usage")
+async def cmd_help(session, args):
+    names = session.visible_commands()
+    if args:
+        cmd = REGISTRY.get(args[0])
+        if cmd is None or cmd.name not in names:
+            raise CommandError(f"no command '{args[0]}'; type help for the list")
+        return [f"usage: {cmd.usage}", cmd.summary]
+    width = max(len(REGISTRY[n].usage) for n in names)
+    return [f"{REGISTRY[n].usage:<{width}}  {REGISTRY[n].summary}" for n in names]
+
+
+@command("version", "version [--json]", "firmware version and board")
+async def cmd_version(session, args):
+    args, js = take_flag(args, "--json")
+    no_args(args, "version [--json]")
+    fw = session.fw
+    info = {"version": __version__, "board": fw.config.name, "module": fw.config.board.module}
+    if js:
+        return as_json(info)
+    return [f"glasses {__version__} on {fw.config.name} ({fw.config.board.module})"]
+
+
+@command("login", "login PIN", "unlock the console on boards that require a PIN")
+async def cmd_login(session, args):
+    if len(args) != 1:
+        raise CommandError("usage: login PIN")
+    reason = session.gate.login(args[0])
+    if reason:
+        raise CommandError(reason)
+    return ["unlocked"]
+
+
+@command("logout", "logout", "lock the console again (boards with a PIN)")
+async def cmd_logout(session, args):
+    no_args(args, "logout")
+    session.gate.logout()
+    return ["locked" if not session.gate.unlocked else "no PIN on this board"]
+
+
+def status_dict(fw) -> dict:
+    mon = fw.monitor
+    snap = mon.sample()
+    g = snap.gauge
+    return {
+        "board": fw.config.name,
+        "mode": mon.mode,
+        "lifecycle": fw.lifecycle,
+        "battery": {"percent": round(g.percent, 1) if g else None,
+                    "voltage": round(g.voltage_v, 3) if g else None,
+                    "charging": mon.charging},
+        "worn": mon.worn,
+        "temperature_c": None if mon.temperature_c is None else round(mon.temperature_c, 1),
+        "storage": {"free_mb": mon.storage_free_mb(fw.data_dir)},
+        "worker": {"state": fw.worker_state},
+        "uptime_s": round(fw.clock.monotonic() - fw.started_at, 1),
+        "faults": snap.faults,
+    }
+
+
+@command("status", "status [--json]", "mode, battery, wear, temperature, storage, worker, uptime")
+async def cmd_status(session, args):
+    args, js = take_flag(args, "--json")
+    no_args(args, "status [--json]")
+    s = status_dict(session.fw)
+    if js:
+        return as_json(s)
+    b = s["battery"]
+    battery = "unknown" if b["percent"] is None else \
+        f"{b['percent']:.0f} % {b['voltage']:.2f} V{' charging' if b['charging'] else ''}"
+    temp = "unknown" if s["temperature_c"] is None else f"{s['temperature_c']:.1f} C"
+    lines = [f"board        {s['board']}", f"mode         {s['mode']} ({s['lifecycle']})",
+             f"battery      {battery}", f"worn         {'yes' if s['worn'] else 'no'}",
+             f"temperature  {temp}", f"storage      {s['storage']['free_mb']:.0f} MB free",
+             f"worker       {s['worker']['state']}", f"uptime       {s['uptime_s']:.0f} s"]
+    lines += [f"fault        {name}: {why}" for name, why in s["faults"].items()]
+    return lines
+
+
+@command("selftest", "selftest [--json]", "probe every device (one row each)")
+async def cmd_selftest(session, args):
+    from . import selftest
+    args, js = take_flag(args, "--json")
+    no_args(args, "selftest [--json]")
+    rows = await session.fw.run_blocking(selftest.run, session.fw.board)
+    if js:
+        return [selftest.to_json(rows)]
+    lines = selftest.to_text(rows).splitlines()
+    if selftest.failed(rows):
+        bad = ", ".join(r.device for r in rows if r.required and not r.ok)
+        lines.append(f"selftest: FAILED ({bad})")
+    else:
+        lines.append("selftest: passed")
+    return lines
+
+
+@command("sensors", "sensors [--json]", "IMU, battery gauge and temperatures, read now")
+async def cmd_sensors(session, args):
+    args, js = take_flag(args, "--json")
+    no_args(args, "sensors [--json]")
+    snap = session.fw.monitor.sample()
+    out = {"faults": snap.faults, "soc_temperature_c": snap.soc_temp_c}
+    if snap.imu:
+        out["imu"] = {"accel_ms2": [round(v, 3) for v in snap.imu.accel_ms2],
+                      "gyro_dps": [round(v, 2) for v in snap.imu.gyro_dps],
+                      "temperature_c": round(snap.imu.temperature_c, 2)}
+    if snap.gauge:
+        out["battery"] = {"percent": round(snap.gauge.percent, 2),
+                          "voltage": round(snap.gauge.voltage_v, 4),
+                          "rate_pct_per_h": round(snap.gauge.rate_pct_per_h, 2),
+                          "alert_low": snap.gauge.alert_low}
+    if js:
+        return as_json(out)
+    lines = []
+    if "imu" in out:
+        i = out["imu"]
+        lines += [f"imu.accel_ms2      {i['accel_ms2']}", f"imu.gyro_dps       {i['gyro_dps']}",
+                  f"imu.temperature_c  {i['temperature_c']}"]
+    if "battery" in out:
+        b = out["battery"]
+        lines += [f"battery.percent    {b['percent']}", f"battery.voltage    {b['voltage']}",
+                  f"battery.rate       {b['rate_pct_per_h']} %/h", f"battery.alert_low  {b['alert_low']}"]
+    if snap.soc_temp_c is not None:
+        lines.append(f"soc.temperature_c  {snap.soc_temp_c}")
+    lines += [f"fault              {n}: {why}" for n, why in snap.faults.items()]
+    return lines
+
+
+@command("mode", "mode [--json]", "the current operating mode and why")
+async def cmd_mode(session, args):
+    args, js = take_flag(args, "--json")
+    no_args(args, "mode [--json]")
+    mon = session.fw.monitor
+    mon.sample()
+    info = {"mode": mon.mode, "lifecycle": session.fw.lifecycle, "worn": mon.worn}
+    return as_json(info) if js else [f"{mon.mode} (lifecycle {session.fw.lifecycle})"]
+
+
+@command("log", "log [N]", "the last N log lines (default 20)")
+async def cmd_log(session, args):
+    if len(args) > 1 or (args and not args[0].isdigit()):
+        raise CommandError("usage: log [N] with N a whole number, e.g. log 50")
+    n = min(int(args[0]) if args else 20, 500)
+    return session.fw.log_tail.tail(n) or ["(log is empty)"]
+
+
+@command("models", "models [--json]", "the models the firmware knows and their state")
+async def cmd_models(session, args):
+    args, js = take_flag(args, "--json")
+    no_args(args, "models [--json]")
+    models = session.fw.models_info()
+    if js:
+        return as_json(models)
+    return [f"{m['role']:<10} {m['name']:<28} {m['state']}" for m in models] or \
+        ["no models installed; build the test models with `glasses models build-test`"]
+
+
+@command("events", "events on|off", "asynchronous EVT lines on this console")
+async def cmd_events(session, args):
+    if args not in (["on"], ["off"]):
+        raise CommandError("usage: events on|off")
+    session.set_events(args[0] == "on")
+    return [f"events {args[0]}"]
+
+
+@command("echo", "echo on|off", "echo typed characters back (for plain serial terminals)")
+async def cmd_echo(session, args):
+    if args not in (["on"], ["off"]):
+        raise CommandError("usage: echo on|off")
+    session.echo = args[0] == "on"
+    return [f"echo {args[0]}"]

@@ -1,0 +1,119 @@
+"""Sensor sampling and what follows from it: worn or not, battery, temperature, mode.
+
+Every read goes through the real drivers, so a device fault shows up here as a fault
+entry (and an event) and the rest keeps working; it clears when the device answers.
+The operating mode derived here is the power-state core that the mode scheduler builds on.
+"""
+
+import logging
+import shutil
+from dataclasses import dataclass, field
+
+from drivers.errors import GlassesError
+
+log = logging.getLogger("glasses.monitor")
+
+G = 9.80665
+UPRIGHT_G = 0.5          # z-axis share of gravity above which the frame is on a head
+CHARGING_PCT_PER_H = 0.5  # a charge rate above this means a charger is connected
+
+
+@dataclass
+class Snapshot:
+    """The latest readings; a value is None while its device is faulty."""
+
+    imu: object = None
+    gauge: object = None
+    soc_temp_c: float | None = None
+    faults: dict[str, str] = field(default_factory=dict)
+
+
+class Monitor:
+    """Samples the sensors, tracks wear and faults, derives the power mode."""
+
+    def __init__(self, board, clock, events, idle_timeout_s: float = 1800.0):
+        self.board = board
+        self.config = board.config
+        self.clock = clock
+        self.events = events
+        self.idle_timeout_s = idle_timeout_s
+        self.snapshot = Snapshot()
+        self.last_activity = clock.monotonic()
+        self.worn = False
+        self.mode = "STANDBY"
+
+    def sample(self) -> Snapshot:
+        """Read every sensor now; update wear, faults and mode (call on the loop)."""
+        snap = Snapshot()
+        for name, read in (("imu", self.board.imu.read), ("fuel_gauge", self.board.fuel_gauge.read),
+                           ("soc_thermal", self.board.thermal.read_c)):
+            try:
+                value = read()
+            except GlassesError as e:
+                snap.faults[name] = str(e).splitlines()[0]
+                continue
+            if name == "imu":
+                snap.imu = value
+            elif name == "fuel_gauge":
+                snap.gauge = value
+            else:
+                snap.soc_temp_c = value
+        self._report_faults(self.snapshot.faults, snap.faults)
+        self.snapshot = snap
+        self._update_wear(snap)
+        self._set_mode(*self._derive_mode(snap))
+        return snap
+
+    def _report_faults(self, before: dict, after: dict) -> None:
+        for name in after.keys() - before.keys():
+            self.events.emit("fault", f"{name} {after[name]}")
+        for name in before.keys() - after.keys():
+            self.events.emit("fault", f"{name} cleared")
+
+    def _update_wear(self, snap: Snapshot) -> None:
+        if snap.imu is None:
+            return  # keep the last known state while the IMU is faulty
+        now = self.clock.monotonic()
+        if snap.imu.woke:
+            self.last_activity = now
+        upright = snap.imu.accel_ms2[2] > UPRIGHT_G * G
+        worn = upright and now - self.last_activity < self.idle_timeout_s
+        if worn != self.worn:
+            self.worn = worn
+            self.events.emit("wear", "on" if worn else "off")
+
+    @property
+    def temperature_c(self) -> float | None:
+        snap = self.snapshot
+        if snap.soc_temp_c is not None:
+            return snap.soc_temp_c
+        return snap.imu.temperature_c if snap.imu is not None else None
+
+    @property
+    def charging(self) -> bool:
+        g = self.snapshot.gauge
+        return g is not None and g.rate_pct_per_h > CHARGING_PCT_PER_H
+
+    def _derive_mode(self, snap: Snapshot) -> tuple[str, str]:
+        bat, th = self.config.battery, self.config.thermal
+        temp = self.temperature_c
+        if snap.gauge is not None and snap.gauge.percent <= bat.critical_percent and not self.charging:
+            return "CRITICAL", f"battery {snap.gauge.percent:.0f} % <= {bat.critical_percent:g} %"
+        if self.charging:
+            return "CHARGING", "charger connected"
+        if temp is not None and temp >= th.hot_c:
+            return "HOT", f"{temp:.0f} C >= {th.hot_c:g} C"
+        if not self.worn:
+            return "SLEEP", "not worn"
+        if snap.gauge is not None and snap.gauge.percent <= bat.low_percent:
+            return "LOW_BATTERY", f"battery {snap.gauge.percent:.0f} % <= {bat.low_percent:g} %"
+        return "STANDBY", "worn"
+
+    def _set_mode(self, mode: str, reason: str) -> None:
+        if mode != self.mode:
+            log.info("mode %s -> %s (%s)", self.mode, mode, reason)
+            self.mode = mode
+            self.events.emit("mode", f"{mode} {reason}")
+
+    def storage_free_mb(self, path) -> float:
+        return round(shutil.disk_usage(path).free / 2**20, 1)

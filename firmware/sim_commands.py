@@ -1,0 +1,221 @@
+"""The `sim ...` console group (DESIGN.md 5.3): the physical world of the sim board.
+
+Each subcommand turns a knob on drivers.sim.hardware.SimHardware; the firmware then
+sees the change only through its real drivers. On a real board the group answers ERR.
+"""
+
+import subprocess
+import tempfile
+import wave
+from pathlib import Path
+
+from drivers.errors import GlassesError
+
+from .commands import CommandError, command
+
+ESPEAK_VOICES = {"en": "en-us", "zh": "cmn", "ko": "ko"}
+CLICK_HOLD_S = 0.08
+DOUBLE_GAP_S = 0.1
+
+USAGE = [
+    "sim button NAME click|double|long|press|release",
+    "sim say [--lang en|zh|ko] TEXT",
+    "sim mic FILE.wav",
+    "sim scene FILE|DIR|pattern",
+    "sim wear on|off",
+    "sim battery PERCENT",
+    "sim charger on|off",
+    "sim temp CELSIUS",
+    "sim fault DEVICE nack|timeout|garbage|gone|clear",
+    "sim led ok|broken",
+    "sim advance SECONDS",
+    "sim speaker",
+]
+
+
+def _on_off(args, usage):
+    if len(args) != 1 or args[0] not in ("on", "off"):
+        raise CommandError(f"usage: {usage}")
+    return args[0] == "on"
+
+
+def _number(text, what, usage):
+    try:
+        return float(text)
+    except ValueError:
+        raise CommandError(f"{what} must be a number, got '{text[:20]}'; usage: {usage}") from None
+
+
+@command("sim", "sim SUBCOMMAND ...", "sim board only: buttons, speech, scene, wear, battery, faults")
+async def cmd_sim(session, args):
+    fw = session.fw
+    sim = fw.board.sim
+    if sim is None:
+        raise CommandError(f"sim commands work only on the sim board; this is {fw.config.name}")
+    if not args:
+        return USAGE
+    sub, rest = args[0], args[1:]
+    handler = SUBCOMMANDS.get(sub)
+    if handler is None:
+        raise CommandError(f"unknown sim command '{sub[:20]}'; one of: {', '.join(SUBCOMMANDS)}")
+    try:
+        return await handler(fw, sim, rest)
+    except ValueError as e:
+        if isinstance(e, GlassesError):
+            raise
+        raise CommandError(str(e)) from None
+
+
+async def sim_button(fw, sim, args):
+    usage = "sim button NAME click|double|long|press|release"
+    if len(args) != 2:
+        raise CommandError(f"usage: {usage}")
+    name, action = args
+    spec = fw.config.buttons.get(name)
+    if spec is None:
+        raise CommandError(f"no button '{name[:20]}'; one of: {', '.join(fw.config.buttons)}")
+    pin, clock = spec.pin, fw.clock
+    if action == "press":
+        sim.gpio.press(pin)
+    elif action == "release":
+        sim.gpio.release(pin)
+    elif action in ("click", "double"):
+        for i in range(1 if action == "click" else 2):
+            if i:
+                await clock.asleep(DOUBLE_GAP_S)
+            sim.gpio.press(pin)
+            await clock.asleep(CLICK_HOLD_S)
+            sim.gpio.release(pin)
+    elif action == "long":
+        sim.gpio.press(pin)
+        await clock.asleep(spec.long_press_s + 0.1)
+        sim.gpio.release(pin)
+    else:
+        raise CommandError(f"usage: {usage}")
+    return [f"button {name} {action}"]
+
+
+def synthesize(text: str, lang: str, out: Path) -> Path:
+    """Real speech from espeak-ng into a WAV file."""
+    voice = ESPEAK_VOICES[lang]
+    try:
+        subprocess.run(["espeak-ng", "-v", voice, "-w", str(out), text], check=True,
+                       capture_output=True, timeout=30)
+    except FileNotFoundError:
+        raise CommandError("espeak-ng is not installed; run scripts/setup.sh "
+                           "(apt-get install espeak-ng)") from None
+    except subprocess.CalledProcessError as e:
+        raise CommandError(f"espeak-ng failed: {e.stderr.decode(errors='replace').strip()[:200]}") from None
+    return out
+
+
+async def sim_say(fw, sim, args):
+    usage = "sim say [--lang en|zh|ko] TEXT"
+    lang = "en"
+    if args[:1] == ["--lang"]:
+        if len(args) < 2 or args[1] not in ESPEAK_VOICES:
+            raise CommandError(f"--lang must be one of {', '.join(ESPEAK_VOICES)}; usage: {usage}")
+        lang, args = args[1], args[2:]
+    text = " ".join(args).strip()
+    if not text:
+        raise CommandError(f"nothing to say; usage: {usage}")
+    with tempfile.TemporaryDirectory(prefix="glasses-say-") as tmp:
+        wav = await fw.run_blocking(synthesize, text, lang, Path(tmp) / "say.wav")
+        seconds = sim.audio_source.play_wav(wav)
+    return [f"saying ({lang}, {seconds:.2f} s): {text}"]
+
+
+async def sim_mic(fw, sim, args):
+    if len(args) != 1:
+        raise CommandError("usage: sim mic FILE.wav")
+    path = Path(args[0]).expanduser()
+    if not path.is_file():
+        raise CommandError(f"no such file: {path}; give a WAV file path")
+    seconds = sim.audio_source.play_wav(path)
+    return [f"playing {path} into the microphones ({seconds:.2f} s)"]
+
+
+async def sim_scene(fw, sim, args):
+    if len(args) != 1:
+        raise CommandError("usage: sim scene FILE|DIR|pattern")
+    sim.scene.set(args[0])
+    return [f"scene {sim.scene.spec}"]
+
+
+async def sim_wear(fw, sim, args):
+    worn = _on_off(args, "sim wear on|off")
+    sim.set_worn(worn)
+    fw.monitor.sample()
+    return [f"wear {'on' if worn else 'off'}"]
+
+
+async def sim_battery(fw, sim, args):
+    usage = "sim battery PERCENT"
+    if len(args) != 1:
+        raise CommandError(f"usage: {usage}")
+    sim.set_battery(_number(args[0], "PERCENT", usage))
+    fw.monitor.sample()
+    return [f"battery {float(args[0]):g} %"]
+
+
+async def sim_charger(fw, sim, args):
+    on = _on_off(args, "sim charger on|off")
+    sim.set_charger(on)
+    fw.monitor.sample()
+    return [f"charger {'on' if on else 'off'}"]
+
+
+async def sim_temp(fw, sim, args):
+    usage = "sim temp CELSIUS"
+    if len(args) != 1:
+        raise CommandError(f"usage: {usage}")
+    sim.set_temperature(_number(args[0], "CELSIUS", usage))
+    fw.monitor.sample()
+    return [f"temperature {float(args[0]):g} C"]
+
+
+async def sim_fault(fw, sim, args):
+    if len(args) != 2:
+        raise CommandError("usage: sim fault DEVICE nack|timeout|garbage|gone|clear")
+    sim.set_fault(args[0], args[1])
+    fw.monitor.sample()
+    return [f"fault {args[0]} {args[1]}"]
+
+
+async def sim_led(fw, sim, args):
+    if args == ["broken"]:
+        sim.gpio.break_readback()
+    elif args == ["ok"]:
+        sim.gpio.repair_readback()
+    else:
+        raise CommandError("usage: sim led ok|broken")
+    return [f"capture LED read-back {args[0]}"]
+
+
+async def sim_advance(fw, sim, args):
+    usage = "sim advance SECONDS"
+    if len(args) != 1:
+        raise CommandError(f"usage: {usage}")
+    seconds = _number(args[0], "SECONDS", usage)
+    if not 0 <= seconds <= 7 * 86400:
+        raise CommandError("SECONDS must be between 0 and 604800 (a week)")
+    fw.clock.advance(seconds)
+    fw.monitor.sample()
+    return [f"advanced {seconds:g} s"]
+
+
+async def sim_speaker(fw, sim, args):
+    if args:
+        raise CommandError("usage: sim speaker")
+    lines = []
+    for path in sim.speaker_files():
+        with wave.open(str(path)) as w:
+            lines.append(f"{path}  {w.getnframes() / w.getframerate():.2f} s")
+    return lines or ["(nothing played yet)"]
+
+
+SUBCOMMANDS = {
+    "button": sim_button, "say": sim_say, "mic": sim_mic, "scene": sim_scene,
+    "wear": sim_wear, "battery": sim_battery, "charger": sim_charger, "temp": sim_temp,
+    "fault": sim_fault, "led": sim_led, "advance": sim_advance, "speaker": sim_speaker,
+}

@@ -1,0 +1,199 @@
+"""Byte transports for console sessions: a pty (sim), the terminal, a serial port.
+
+Each reads with the loop's add_reader and writes through a bounded buffer drained by
+add_writer, so a peer that stops reading can never block the firmware; past the bound
+output is dropped and counted, never half-written mid-reply silently.
+"""
+
+import asyncio
+import errno
+import logging
+import os
+import tty
+from pathlib import Path
+
+from drivers.errors import ConfigError
+
+from .console import Session
+
+log = logging.getLogger("glasses.console")
+
+OUT_LIMIT_BYTES = 1 << 20
+
+
+class FdPipe:
+    """Non-blocking reader/writer on one or two file descriptors."""
+
+    def __init__(self, loop, read_fd: int, write_fd: int, on_data, on_eof):
+        self.loop = loop
+        self.read_fd, self.write_fd = read_fd, write_fd
+        self.on_data, self.on_eof = on_data, on_eof
+        self._out = bytearray()
+        self.dropped_bytes = 0
+        os.set_blocking(read_fd, False)
+        os.set_blocking(write_fd, False)
+        loop.add_reader(read_fd, self._readable)
+
+    def _readable(self) -> None:
+        try:
+            data = os.read(self.read_fd, 4096)
+        except BlockingIOError:
+            return
+        except OSError as e:
+            if e.errno != errno.EIO:  # EIO: the other end of a pty is closed
+                log.warning("console read failed: %s", e)
+            data = b""
+        if data:
+            self.on_data(data)
+        else:
+            self.loop.remove_reader(self.read_fd)
+            self.on_eof()
+
+    def write(self, data: bytes) -> None:
+        if len(self._out) + len(data) > OUT_LIMIT_BYTES:
+            self.dropped_bytes += len(data)
+            return
+        idle = not self._out
+        self._out += data
+        if idle:
+            self._drain()
+
+    def _drain(self) -> None:
+        try:
+            while self._out:
+                n = os.write(self.write_fd, self._out)
+                del self._out[:n]
+        except BlockingIOError:
+            pass
+        except OSError as e:
+            log.warning("console write failed (%s); dropping %d bytes", e, len(self._out))
+            self.dropped_bytes += len(self._out)
+            self._out.clear()
+        if self._out:
+            self.loop.add_writer(self.write_fd, self._drain)
+        else:
+            self.loop.remove_writer(self.write_fd)
+
+    def close(self) -> None:
+        self.loop.remove_reader(self.read_fd)
+        self.loop.remove_writer(self.write_fd)
+
+
+class PtyConsole:
+    """A pseudo-terminal with a symlink at `link`: the sim board's serial port."""
+
+    def __init__(self, fw, link: str | Path, pin_hash: str = ""):
+        self.fw = fw
+        self.link = Path(link)
+        if self.link.exists() and not self.link.is_symlink():
+            raise ConfigError(f"--console {self.link}: a file is already there; "
+                              "give a new path (a symlink to the pty is created)")
+        self.master, self._slave = os.openpty()
+        # Raw: no echo, no line editing; and we hold the slave open so the master
+        # never sees a hang-up when a client closes its end.
+        tty.setraw(self._slave)
+        self.link.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.link.with_name(self.link.name + ".new")
+        if tmp.is_symlink():
+            tmp.unlink()
+        tmp.symlink_to(os.ttyname(self._slave))
+        tmp.replace(self.link)
+        loop = asyncio.get_running_loop()
+        self.session = Session(fw, self._write, pin_hash)
+        self.pipe = FdPipe(loop, self.master, self.master, self.session.feed, self._eof)
+        self.task = asyncio.create_task(self.session.serve(), name="console-pty")
+
+    def _write(self, data: bytes) -> None:
+        self.pipe.write(data)
+
+    def _eof(self) -> None:
+        log.warning("console pty closed")
+
+    def close(self) -> None:
+        self.task.cancel()
+        self.pipe.close()
+        if self.link.is_symlink():
+            self.link.unlink()
+        os.close(self.master)
+        os.close(self._slave)
+
+
+class StdioConsole:
+    """The console on this process's terminal; end of input stops the firmware."""
+
+    def __init__(self, fw, pin_hash: str = ""):
+        loop = asyncio.get_running_loop()
+        self.session = Session(fw, self._write, pin_hash)
+        self.pipe = FdPipe(loop, 0, 1, self.session.feed, lambda: fw.stop("console input ended"))
+        self.task = asyncio.create_task(self.session.serve(), name="console-stdio")
+
+    def _write(self, data: bytes) -> None:
+        self.pipe.write(data)
+
+    def close(self) -> None:
+        self.task.cancel()
+        self.pipe.close()
+        for fd in (0, 1):
+            os.set_blocking(fd, True)
+
+
+class SerialConsole:
+    """The console on a UART through pyserial; reopens with back-off if the port vanishes."""
+
+    def __init__(self, fw, port: str, baud: int, pin_hash: str = ""):
+        self.fw, self.port, self.baud = fw, port, baud
+        self.loop = asyncio.get_running_loop()
+        self.session = Session(fw, self._write, pin_hash)
+        self.serial = None
+        self.pipe = None
+        self.task = asyncio.create_task(self.session.serve(), name="console-serial")
+        self.keeper = asyncio.create_task(self._keep_open(), name="console-serial-open")
+        self._lost = asyncio.Event()
+
+    async def _keep_open(self) -> None:
+        import serial
+        delay_s = 1.0
+        while True:
+            try:
+                self.serial = serial.Serial(self.port, self.baud, timeout=0, exclusive=True)
+            except (serial.SerialException, OSError) as e:
+                log.warning("console port %s: %s; retrying in %.0f s", self.port, e, delay_s)
+                await asyncio.sleep(delay_s)
+                delay_s = min(delay_s * 2, 30.0)
+                continue
+            delay_s = 1.0
+            fd = self.serial.fileno()
+            self._lost.clear()
+            self.pipe = FdPipe(self.loop, fd, fd, self.session.feed, self._lost.set)
+            log.info("console on %s at %d baud", self.port, self.baud)
+            await self._lost.wait()
+            self.pipe.close()
+            self.pipe = None
+            self.session.disconnected()
+            self.serial.close()
+
+    def _write(self, data: bytes) -> None:
+        if self.pipe is not None:
+            self.pipe.write(data.replace(b"\n", b"\r\n"))
+
+    def close(self) -> None:
+        self.task.cancel()
+        self.keeper.cancel()
+        if self.pipe is not None:
+            self.pipe.close()
+        if self.serial is not None:
+            self.serial.close()
+
+
+def open_console(fw, spec: str):
+    """`--console` value -> a console object, or None. See DESIGN.md 5.1."""
+    cfg = fw.config.console
+    if spec == "none":
+        return None
+    if spec == "stdio":
+        return StdioConsole(fw, cfg.pin_hash)
+    if spec == "auto":
+        return None if cfg.tty == "pty" else SerialConsole(fw, cfg.tty, cfg.baud, cfg.pin_hash)
+    if cfg.tty == "pty":
+        return PtyConsole(fw, spec, cfg.pin_hash)
+    return SerialConsole(fw, spec, cfg.baud, cfg.pin_hash)
