@@ -49,6 +49,25 @@ def cmd_selftest(args) -> int:
     return 1 if selftest.failed(rows) else 0
 
 
+def cmd_console(args) -> int:
+    from .host import interactive
+    return interactive(args.port, args.baud)
+
+
+def cmd_diag(args) -> int:
+    from .host import diag
+    return diag(args.port, args.baud, as_json=args.json, out=args.out)
+
+
+def cmd_pin_hash(args) -> int:
+    import getpass
+
+    from .pin import hash_pin
+    pin = getpass.getpass("console PIN (4-12 digits): ") if sys.stdin.isatty() else sys.stdin.readline().strip()
+    print(hash_pin(pin))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="glasses", description="Open AI-glasses firmware")
     p.add_argument("--version", action="version", version=f"glasses {__version__}")
@@ -72,6 +91,21 @@ def build_parser() -> argparse.ArgumentParser:
     st.add_argument("--sim-fault", action="append", default=[], metavar="DEVICE=KIND",
                     help="sim only: inject a fault first (nack, timeout, garbage, gone)")
     st.set_defaults(func=cmd_selftest)
+
+    con = sub.add_parser("console", help="interactive console over a serial port (host side)")
+    con.add_argument("--port", required=True, help="serial device, e.g. /dev/ttyUSB0 or the sim's pty link")
+    con.add_argument("--baud", type=int, default=115200)
+    con.set_defaults(func=cmd_console)
+
+    dg = sub.add_parser("diag", help="run version, status, selftest and sensors over a serial port")
+    dg.add_argument("--port", required=True)
+    dg.add_argument("--baud", type=int, default=115200)
+    dg.add_argument("--json", action="store_true", help="the report as JSON")
+    dg.add_argument("--out", help="also write the report to this file")
+    dg.set_defaults(func=cmd_diag)
+
+    ph = sub.add_parser("pin-hash", help="make the console.pin_hash value for a board file")
+    ph.set_defaults(func=cmd_pin_hash)
     return p
 
 

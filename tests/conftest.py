@@ -1,0 +1,71 @@
+"""Shared fixtures: a running `glasses run --board sim` with its console on a pty."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+GLASSES = [sys.executable, "-m", "firmware"]
+
+
+class RunningFirmware:
+    """A firmware process on the sim board, and a console client to it."""
+
+    def __init__(self, tmp: Path, board: str = "sim", extra=()):
+        self.data_dir = tmp / "data"
+        self.tty = tmp / "glasses.tty"
+        self.log = open(tmp / "stdout.txt", "w+")
+        self.proc = subprocess.Popen(
+            GLASSES + ["run", "--board", board, "--data-dir", str(self.data_dir),
+                       "--console", str(self.tty), *extra],
+            cwd=ROOT, stdout=self.log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 30
+        while not self.tty.exists():
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                self.log.seek(0)
+                raise RuntimeError(f"firmware did not start: {self.log.read()[-2000:]}")
+            time.sleep(0.05)
+        from firmware.host import ConsoleClient
+        self.client = ConsoleClient(str(self.tty), timeout_s=30)
+
+    def cmd(self, line: str, timeout_s: float = 30):
+        return self.client.command(line, timeout_s)
+
+    def stop(self, sig=signal.SIGTERM) -> int:
+        self.client.close()
+        self.proc.send_signal(sig)
+        try:
+            return self.proc.wait(timeout=15)
+        finally:
+            if self.proc.poll() is None:
+                self.proc.kill()
+            self.log.close()
+
+    def output(self) -> str:
+        return Path(self.log.name).read_text()
+
+
+@pytest.fixture
+def firmware(tmp_path):
+    fw = RunningFirmware(tmp_path)
+    yield fw
+    if fw.proc.poll() is None:
+        fw.stop()
+
+
+@pytest.fixture(scope="module")
+def shared_firmware(tmp_path_factory):
+    """One firmware for a module's read-mostly tests (tests restore what they change)."""
+    fw = RunningFirmware(tmp_path_factory.mktemp("fw"))
+    yield fw
+    if fw.proc.poll() is None:
+        fw.stop()
+
+
+def pytest_configure(config):
+    os.environ.setdefault("PYTHONUNBUFFERED", "1")

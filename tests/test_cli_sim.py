@@ -1,0 +1,76 @@
+"""The command line on the sim board, as a user runs it."""
+
+import json
+import re
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import GLASSES, ROOT, RunningFirmware
+
+DEVICES = {"imu", "fuel_gauge", "camera", "microphones", "speaker", "buttons", "leds"}
+
+
+def glasses(*args, timeout=60):
+    return subprocess.run(GLASSES + list(args), cwd=ROOT, capture_output=True, text=True,
+                          timeout=timeout)
+
+
+def test_selftest_json_all_ok(tmp_path):
+    r = glasses("selftest", "--board", "sim", "--data-dir", str(tmp_path), "--json")
+    assert r.returncode == 0, r.stderr
+    report = json.loads(r.stdout)
+    rows = {d["device"]: d for d in report["devices"]}
+    assert DEVICES <= set(rows)
+    assert all(rows[d]["ok"] for d in DEVICES), rows
+    assert report["ok"] is True
+
+
+@pytest.mark.parametrize("fault", ["nack", "timeout", "garbage", "gone"])
+@pytest.mark.parametrize("device", ["imu", "fuel_gauge", "camera", "microphones"])
+def test_selftest_fault_fails_that_row_with_one_line(tmp_path, device, fault):
+    r = glasses("selftest", "--board", "sim", "--data-dir", str(tmp_path), "--json",
+                "--sim-fault", f"{device}={fault}")
+    assert r.returncode == 1
+    assert "Traceback" not in r.stderr + r.stdout
+    rows = {d["device"]: d for d in json.loads(r.stdout)["devices"]}
+    assert not rows[device]["ok"]
+    assert "\n" not in rows[device]["detail"] and rows[device]["detail"]
+    assert all(rows[d]["ok"] for d in DEVICES - {device})
+
+
+def test_selftest_table_and_bad_board(tmp_path):
+    r = glasses("selftest", "--board", "sim", "--data-dir", str(tmp_path))
+    assert r.returncode == 0
+    assert re.search(r"^imu\s+ok\s+LSM6DSOX", r.stdout, re.M)
+    r = glasses("selftest", "--board", "nope")
+    assert r.returncode == 2 and "unknown board 'nope'" in r.stderr and "Traceback" not in r.stderr
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_run_idles_and_stops_cleanly(tmp_path, sig):
+    fw = RunningFirmware(tmp_path)
+    assert fw.cmd("version").lines[0].startswith("glasses ")
+    assert fw.stop(sig) == 0
+    assert "Traceback" not in fw.output()
+    log = (fw.data_dir / "logs" / "glasses.log").read_text()
+    assert "stopped cleanly" in log
+    assert not fw.tty.exists()  # the pty link is removed
+    for sub in ("photos", "videos", "recordings", "notes", "logs"):
+        assert (fw.data_dir / sub).is_dir()
+
+
+def test_no_driver_or_service_knows_about_the_sim():
+    """Only bring-up may import the sim; the rest asks the board for capabilities."""
+    offenders = []
+    for path in list((ROOT / "drivers").glob("*.py")) + list((ROOT / "firmware").rglob("*.py")):
+        if path.name == "bringup.py":
+            continue
+        text = path.read_text()
+        if re.search(r"^\s*(from|import)\s+(drivers)?\.?sim\b", text, re.M) or \
+                re.search(r"(board|name|kind)\s*==\s*['\"]sim['\"]", text):
+            offenders.append(str(path.relative_to(ROOT)))
+    assert offenders == []
