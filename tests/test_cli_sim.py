@@ -4,8 +4,6 @@ import json
 import re
 import signal
 import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
