@@ -122,6 +122,7 @@ async def cmd_status(session, args):
     args, js = take_flag(args, "--json")
     no_args(args, "status [--json]")
     s = status_dict(session.fw)
+    s["console"] = {"dropped_lines": session.dropped_lines}
     if js:
         return as_json(s)
     b = s["battery"]

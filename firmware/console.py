@@ -26,8 +26,10 @@ COMMAND_TIMEOUT_S = 60.0
 class Session:
     """One console conversation. `write(bytes)` sends to the peer (never blocks)."""
 
-    def __init__(self, fw, write, pin_hash: str = ""):
+    def __init__(self, fw, write, pin_hash: str = "", peer_echoes: bool = False):
         self.fw = fw
+        # A terminal in cooked mode already ended the prompt line when Enter was echoed.
+        self.peer_echoes = peer_echoes
         self._write = write
         self.reader = LineReader()
         self.gate = PinGate(pin_hash, fw.clock)
@@ -67,7 +69,7 @@ class Session:
                 self._busy = True
                 reply = await self.execute(line)
                 # The newline ends the prompt line, so every reply line stands alone.
-                self.send_lines([""] + reply)
+                self.send_lines(reply if self.peer_echoes or self.echo else [""] + reply)
                 self._busy = False
                 self._flush_events()
                 self.prompt()

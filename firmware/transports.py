@@ -123,7 +123,7 @@ class StdioConsole:
 
     def __init__(self, fw, pin_hash: str = ""):
         loop = asyncio.get_running_loop()
-        self.session = Session(fw, self._write, pin_hash)
+        self.session = Session(fw, self._write, pin_hash, peer_echoes=os.isatty(0))
         self.pipe = FdPipe(loop, 0, 1, self.session.feed, lambda: fw.stop("console input ended"))
         self.task = asyncio.create_task(self.session.serve(), name="console-stdio")
 
