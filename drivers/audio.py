@@ -230,6 +230,19 @@ class Microphones:
         self._speech_left = speech[samples:]
         return speech[:samples]
 
+    def read_speech_available(self) -> np.ndarray:
+        """All buffered audio as 16 kHz mono float32, without waiting (may be empty).
+
+        For readers that poll on the firmware's own clock instead of blocking a thread.
+        """
+        out = [self._speech_left]
+        self._speech_left = self._speech_left[:0]
+        take = min(self._ring.available, self._ring.capacity_frames)
+        if take:
+            mono = self._ring.read(take).astype(np.float32) @ self._mono_weights
+            out.append(self._speech.process(mono))
+        return np.concatenate(out)
+
     def level_dbfs(self, window_s: float = 0.1) -> float:
         """RMS level of the newest `window_s` of audio (read or not), floored at -120 dBFS."""
         raw = self._ring.latest(max(1, round(window_s * self.rate_hz)))

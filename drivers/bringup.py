@@ -21,6 +21,8 @@ from .i2c import I2CDevice
 from .leds import PrivacyLED, StatusLED
 from .lsm6dsox import LSM6DSOX
 from .max17048 import MAX17048
+from .power import ComponentStates
+from .soc import Soc
 from .thermal import ThermalZone
 
 SIM_KINDS = {"sim", "mock"}
@@ -38,6 +40,7 @@ class Endpoints:
     picam: object
     encoder_factory: object
     thermal_path: Path
+    soc: object
     sim: object = None      # drivers.sim.hardware.SimHardware on the sim board
     closers: list = field(default_factory=list)
 
@@ -58,14 +61,16 @@ def _open_real(config, data_dir: Path, clock) -> Endpoints:
         raise BusError(2, f"PortAudio is missing ({e}); install libportaudio2") from e
     device = _find_sound_card(sd, config.audio.card)
     from picamera2 import Picamera2
-    from picamera2.encoders import H264Encoder
+    from picamera2.encoders import MJPEGEncoder
     return Endpoints(
         i2c_bus=bus, i2c_name=f"i2c-{config.i2c.bus}", pin_factory=factory,
         mic_stream_factory=functools.partial(sd.InputStream, device=device),
         speaker_stream_factory=functools.partial(sd.OutputStream, device=device),
         picam=Picamera2(0 if config.camera.port == "cam0" else 1),
-        encoder_factory=lambda: H264Encoder(bitrate=8_000_000),
+        encoder_factory=MJPEGEncoder,  # same .mjpeg files as the sim; the Pi 5 has no H.264 block
         thermal_path=Path(config.thermal.zone_path),
+        soc=Soc(governor_paths=sorted(Path("/sys/devices/system/cpu").glob("cpu[0-9]*/cpufreq/scaling_governor")),
+                rtc_wakealarm="/sys/class/rtc/rtc0/wakealarm"),
         closers=[bus.close],
     )
 
@@ -85,6 +90,7 @@ def _open_sim(config, data_dir: Path, clock) -> Endpoints:
         i2c_bus=sim.i2c, i2c_name=f"sim-i2c-{config.i2c.bus}", pin_factory=sim.gpio.factory,
         mic_stream_factory=sim.mic_stream_factory, speaker_stream_factory=sim.speaker_stream_factory,
         picam=sim.picam, encoder_factory=sim.encoder_factory, thermal_path=sim.thermal_path,
+        soc=Soc(poweroff=lambda: None),  # the sim "halts" by drawing halt watts
         sim=sim, closers=[sim.close],
     )
 
@@ -108,12 +114,29 @@ class Board:
         self.data_dir = Path(data_dir)
         self._ep = open_endpoints(config, self.data_dir, clock)
         self.sim = self._ep.sim
+        self.soc = self._ep.soc
+        self.media_playing = False  # music from the phone: set by the media service
         pins = self._ep.pin_factory
         try:
             self._build(config, pins, on_gesture)
         except BaseException:
             self._close_endpoints()
             raise
+        if self.sim is not None:
+            self.sim.power.start(self.component_states)
+
+    def component_states(self) -> ComponentStates:
+        """What is powered now, for the power model and energy accounting."""
+        cam = self.camera
+        camera = "recording" if cam.recording else "streaming" if cam.streaming else "off"
+        speaker = "playing" if (self.speaker.is_playing or self.media_playing) else \
+            "idle" if self.speaker.streaming else "off"
+        leds = tuple(n for n, lit in (("capture", self.capture_led.driven),
+                                      ("status", self.status_led.lit)) if lit)
+        return ComponentStates(soc=self.soc.level, camera=camera,
+                               microphones="on" if self.microphones.running else "off",
+                               speaker=speaker, imu="low_power" if self.soc.level == "halt" else "on",
+                               leds=leds)
 
     def _build(self, config, pins, on_gesture) -> None:
         bus, bus_name = self._ep.i2c_bus, self._ep.i2c_name

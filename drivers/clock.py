@@ -12,6 +12,9 @@ import time
 class Clock:
     """Real time. `sleep` returns early (False) when `stop` is set."""
 
+    realtime = True
+    listeners: tuple = ()  # real time never jumps, so nobody is told of jumps
+
     def monotonic(self) -> float:
         return time.monotonic()
 
@@ -42,6 +45,7 @@ class SimClock(Clock):
         self._t0 = time.monotonic()
         self._offset = 0.0
         self._wall0 = time.time() if start_wall is None else start_wall
+        self.listeners: list = []  # called after every advance(), outside the lock
 
     def monotonic(self) -> float:
         with self._cond:
@@ -55,7 +59,9 @@ class SimClock(Clock):
         return self._wall0 + self.monotonic()
 
     async def asleep(self, seconds: float) -> None:
-        if self.realtime:
+        loop_clock = getattr(asyncio.get_running_loop(), "virtual_clock", None)
+        if self.realtime or loop_clock is self:
+            # Real time, or a loop that runs on this clock and jumps it when idle.
             await asyncio.sleep(max(0.0, seconds))
         else:
             self.advance(max(0.0, seconds))  # nothing else moves virtual time forward
@@ -67,6 +73,8 @@ class SimClock(Clock):
         with self._cond:
             self._offset += seconds
             self._cond.notify_all()
+        for listener in list(self.listeners):
+            listener()
 
     def sleep(self, seconds: float, stop: threading.Event | None = None) -> bool:
         with self._cond:

@@ -8,15 +8,24 @@ import signal
 from pathlib import Path
 
 from drivers.bringup import Board
+from drivers.errors import GlassesError
 
 from . import __version__
+from . import modes as m
+from .arbiter import Arbiter
+from .capture import Capture
+from .cues import Cues
+from .energy import EnergyMeter
 from .events import EventBus, LogTail
 from .monitor import Monitor
+from .recorder import Recorder
+from .supervisor import Conditions, Supervisor
 
 log = logging.getLogger("glasses")
 
 DATA_SUBDIRS = ("photos", "videos", "recordings", "notes", "logs")
 SAMPLE_PERIOD_S = 5.0
+BOOT_S = 25.0  # a CM5 from halt to a running firmware (Lite image, measured range 15-30 s)
 
 
 def prepare_data_dir(data_dir: Path) -> None:
@@ -35,26 +44,43 @@ def setup_logging(data_dir: Path, tail: LogTail) -> None:
 
 
 class Firmware:
-    """The running application: owns the board, the monitor and the console."""
+    """The running application: owns the board, the modes and the services."""
 
     version = __version__
 
-    def __init__(self, config, data_dir: Path, clock, log_tail: LogTail, models_dir=None):
+    def __init__(self, config, data_dir: Path, clock, log_tail: LogTail | None = None,
+                 models_dir=None, policy: str = "scheduler"):
         self.config = config
-        self.data_dir = data_dir
+        self.data_dir = Path(data_dir)
+        prepare_data_dir(self.data_dir)
         self.clock = clock
-        self.log_tail = log_tail
+        self.log_tail = log_tail or LogTail()
         self.models_dir = models_dir
         self.loop = asyncio.get_running_loop()
         self.stopping = asyncio.Event()
         self.lifecycle = "starting"
-        self.worker_state = "not_started"  # the inference worker arrives with its own issue
+        self.worker_state = "not_started"
         self.events = EventBus()
-        self.gestures: asyncio.Queue = asyncio.Queue()
-        self.board = Board(config, data_dir, clock, on_gesture=self._from_thread(self._gesture))
+        self.board = Board(config, self.data_dir, clock, on_gesture=self._from_thread(self._gesture))
         self.board.imu.int1.when_activated = self._from_thread(self._imu_wake)
         self.monitor = Monitor(self.board, clock, self.events)
+        self.arbiter = Arbiter(self.events)
+        self.machine = m.ModeMachine(base_for=lambda: self.supervisor.base_mode(),
+                                     on_change=self._mode_changed)
+        self.supervisor = Supervisor(config, self.machine, policy)
+        self.cues = Cues(self.board.speaker)
+        self.capture = Capture(self)
+        self.recorder = Recorder(self)
+        self.energy = EnergyMeter(self)
+        clock_listeners = getattr(clock, "listeners", None)
+        if isinstance(clock_listeners, list):
+            clock_listeners.append(self.energy.tick)
         self.started_at = clock.monotonic()
+        self._boot_until = 0.0
+
+    @property
+    def mode(self) -> str:
+        return self.machine.mode
 
     def _from_thread(self, fn):
         # Device callbacks run on driver threads: they only hand over to the loop.
@@ -65,10 +91,62 @@ class Firmware:
             self.events.emit("button", f"{button} {gesture}")
 
     def _imu_wake(self) -> None:
-        self.monitor.sample()
+        self.sample()
+
+    def sample(self):
+        """Read the sensors now and let the supervisor act on them (loop thread)."""
+        snap = self.monitor.sample()
+        self.energy.tick()
+        g = snap.gauge
+        self.supervisor.update(Conditions(
+            worn=self.monitor.worn, charging=self.monitor.charging,
+            percent=g.percent if g else self.supervisor.conditions.percent,
+            temperature_c=self.monitor.temperature_c))
+        return snap
+
+    def _mode_changed(self, old: str, new: str, event: str, reason: str) -> None:
+        self.energy.tick()  # the time so far belongs to the old mode
+        self.events.emit("mode", f"{new} {reason}".strip())
+        policy = m.POLICY[new]
+        soc = self.board.soc
+        if policy.soc == "halt":
+            self.loop.create_task(self._power_down(new))
+            return
+        if soc.halted:
+            # Waking from halt is a boot: charge it at full load before the mode's level.
+            soc.wake()
+            soc.set_level("load")
+            self._boot_until = self.clock.monotonic() + BOOT_S
+            self.loop.call_later(BOOT_S, self._settle_soc)
+        elif not self._booting():
+            soc.set_level(policy.soc)
+        if self.supervisor.policy == "always-on":
+            return
+        if not policy.video and self.capture.recording_video:
+            self.loop.create_task(self.capture.stop_video(f"{new} mode"))
+
+    def _booting(self) -> bool:
+        return self.board.soc.level == "load" and self._boot_until > self.clock.monotonic()
+
+    def _settle_soc(self) -> None:
+        policy = m.POLICY[self.machine.mode]
+        if policy.soc != "halt" and not self.board.soc.halted:
+            self.board.soc.set_level(policy.soc)
+
+    async def _power_down(self, mode: str) -> None:
+        """SLEEP and CRITICAL: close every file, then halt (RTC or wear/button wake)."""
+        await self.capture.close_all(f"{mode} mode")
+        if mode == m.CRITICAL:
+            await self.recorder.stop("battery critical")
+        await self.run_blocking(self.board.camera.stop)
+        await self.run_blocking(self.board.microphones.stop)
+        self.board.capture_led.off()
+        if self.machine.mode == mode:
+            self.events.emit("power", f"halt ({mode})")
+            self.board.soc.halt(None)
 
     async def run_blocking(self, fn, *args):
-        """Run a blocking call (device probes, subprocesses) off the loop."""
+        """Run a blocking call (device I/O, subprocesses) off the loop."""
         return await self.loop.run_in_executor(None, functools.partial(fn, *args))
 
     def models_info(self) -> list[dict]:
@@ -76,7 +154,10 @@ class Firmware:
 
     async def sample_forever(self) -> None:
         while True:
-            self.monitor.sample()
+            try:
+                self.sample()
+            except GlassesError as e:
+                log.warning("sampling failed: %s", e)
             await self.clock.asleep(SAMPLE_PERIOD_S)
 
     def stop(self, reason: str) -> None:
@@ -85,13 +166,15 @@ class Firmware:
             self.lifecycle = "stopping"
             self.stopping.set()
 
-    def close(self) -> None:
+    async def shutdown(self) -> None:
+        await self.capture.close_all("shutting down")
+        await self.recorder.stop("shutting down")
+        self.energy.tick()
         self.board.close()
 
 
-async def _main(config, data_dir: Path, clock, console: str, log_tail, models_dir) -> int:
+async def serve(fw: Firmware, console: str) -> int:
     from .transports import open_console
-    fw = Firmware(config, data_dir, clock, log_tail, models_dir)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, fw.stop, signal.Signals(sig).name)
@@ -101,9 +184,9 @@ async def _main(config, data_dir: Path, clock, console: str, log_tail, models_di
         con = open_console(fw, console)
         fw.board.status_led.blink()
         fw.lifecycle = "running"
-        log.info("glasses %s running on board %s, data in %s", __version__, config.name, data_dir)
+        log.info("glasses %s running on board %s, data in %s", __version__, fw.config.name, fw.data_dir)
         if console != "stdio":
-            print(f"glasses {__version__}: running on board {config.name}, data in {data_dir}"
+            print(f"glasses {__version__}: running on board {fw.config.name}, data in {fw.data_dir}"
                   f"{', console at ' + console if console not in ('none', 'auto') else ''}; "
                   "Ctrl-C to stop", flush=True)
         await fw.stopping.wait()
@@ -113,15 +196,22 @@ async def _main(config, data_dir: Path, clock, console: str, log_tail, models_di
         await asyncio.gather(*tasks, return_exceptions=True)
         if con is not None:
             con.close()
-        fw.close()
+        await fw.shutdown()
     log.info("stopped cleanly")
     return 0
 
 
 def run_firmware(config, data_dir: Path, clock, console: str = "none", speed: str = "1",
                  models_dir=None) -> int:
+    from .vloop import VirtualTimeLoop
     data_dir = Path(data_dir)
     prepare_data_dir(data_dir)
     tail = LogTail()
     setup_logging(data_dir, tail)
-    return asyncio.run(_main(config, data_dir, clock, console, tail, models_dir))
+
+    async def main():
+        return await serve(Firmware(config, data_dir, clock, tail, models_dir), console)
+
+    factory = (lambda: VirtualTimeLoop(clock)) if speed == "max" else None
+    with asyncio.Runner(loop_factory=factory) as runner:
+        return runner.run(main())

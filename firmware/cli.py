@@ -68,6 +68,30 @@ def cmd_pin_hash(args) -> int:
     return 0
 
 
+def cmd_simulate_day(args) -> int:
+    import json
+
+    import boards
+
+    from .simday import run_day
+    config = boards.load(args.board)
+    if config.sim is None:
+        raise GlassesError(f"simulate-day runs on a simulated board; {config.name} is real")
+    report = run_day(config, args.profile, args.policy, args.plot, quiet=args.json)
+    if args.json:
+        print(json.dumps(report))
+    else:
+        print(f"{report['profile']} day ({report['day_hours']:g} h) on {report['board']}: "
+              f"projected {report['hours']:.1f} h with the scheduler, "
+              f"{report['baseline_hours']:.1f} h always-on ({report['ratio']:.1f}x); "
+              f"simulated in {report['wall_s']:.1f} s")
+        for key in ("energy_wh_by_mode", "energy_wh_by_feature"):
+            print(f"  {key}: " + ", ".join(f"{k} {v:.2f}" for k, v in report[key].items()))
+        if args.plot:
+            print(f"  plot: {args.plot}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="glasses", description="Open AI-glasses firmware")
     p.add_argument("--version", action="version", version=f"glasses {__version__}")
@@ -103,6 +127,14 @@ def build_parser() -> argparse.ArgumentParser:
     dg.add_argument("--json", action="store_true", help="the report as JSON")
     dg.add_argument("--out", help="also write the report to this file")
     dg.set_defaults(func=cmd_diag)
+
+    sd = sub.add_parser("simulate-day", help="a scripted day on the sim board: projected battery life")
+    sd.add_argument("--board", default="sim")
+    sd.add_argument("--profile", default="typical", help="profile name or .toml path")
+    sd.add_argument("--policy", default="scheduler", choices=("scheduler", "always-on"))
+    sd.add_argument("--plot", help="write the battery plot (PNG) here")
+    sd.add_argument("--json", action="store_true", help="one JSON object")
+    sd.set_defaults(func=cmd_simulate_day)
 
     ph = sub.add_parser("pin-hash", help="make the console.pin_hash value for a board file")
     ph.set_defaults(func=cmd_pin_hash)

@@ -99,11 +99,11 @@ async def cmd_logout(session, args):
 
 def status_dict(fw) -> dict:
     mon = fw.monitor
-    snap = mon.sample()
+    snap = fw.sample()
     g = snap.gauge
     return {
         "board": fw.config.name,
-        "mode": mon.mode,
+        "mode": fw.mode,
         "lifecycle": fw.lifecycle,
         "battery": {"percent": round(g.percent, 1) if g else None,
                     "voltage": round(g.voltage_v, 3) if g else None,
@@ -158,7 +158,7 @@ async def cmd_selftest(session, args):
 async def cmd_sensors(session, args):
     args, js = take_flag(args, "--json")
     no_args(args, "sensors [--json]")
-    snap = session.fw.monitor.sample()
+    snap = session.fw.sample()
     out = {"faults": snap.faults, "soc_temperature_c": snap.soc_temp_c}
     if snap.imu:
         out["imu"] = {"accel_ms2": [round(v, 3) for v in snap.imu.accel_ms2],
@@ -190,10 +190,19 @@ async def cmd_sensors(session, args):
 async def cmd_mode(session, args):
     args, js = take_flag(args, "--json")
     no_args(args, "mode [--json]")
-    mon = session.fw.monitor
-    mon.sample()
-    info = {"mode": mon.mode, "lifecycle": session.fw.lifecycle, "worn": mon.worn}
-    return as_json(info) if js else [f"{mon.mode} (lifecycle {session.fw.lifecycle})"]
+    fw = session.fw
+    fw.sample()
+    p = fw.machine.policy
+    info = {"mode": fw.mode, "lifecycle": fw.lifecycle, "worn": fw.monitor.worn,
+            "policy": {"photo": p.camera, "video": p.video, "listening": p.listening,
+                       "llm": p.llm, "soc": p.soc},
+            "resources": fw.arbiter.snapshot(), "power_w": round(fw.energy.watts, 3)}
+    if js:
+        return as_json(info)
+    allowed = ", ".join(k for k in ("photo", "video", "listening", "llm") if info["policy"][k])
+    held = "; ".join(f"{r}: {', '.join(o)}" for r, o in info["resources"].items() if o) or "none"
+    return [f"{fw.mode} (lifecycle {fw.lifecycle})", f"allows      {allowed or 'nothing'}",
+            f"soc         {p.soc}", f"resources   {held}", f"power       {info['power_w']:.2f} W"]
 
 
 @command("log", "log [N]", "the last N log lines (default 20)")

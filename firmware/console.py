@@ -11,7 +11,7 @@ import logging
 
 from drivers.errors import GlassesError
 
-from . import sim_commands  # noqa: F401 (imported for its side effect: registers `sim`)
+from . import feature_commands, sim_commands  # noqa: F401 (register their commands)
 from .commands import REGISTRY, CommandError, split
 from .lines import Line, LineReader
 from .pin import PinGate

@@ -1,8 +1,9 @@
-"""Sensor sampling and what follows from it: worn or not, battery, temperature, mode.
+"""Sensor sampling and what follows from it: worn or not, battery, temperature.
 
 Every read goes through the real drivers, so a device fault shows up here as a fault
 entry (and an event) and the rest keeps working; it clears when the device answers.
-The operating mode derived here is the power-state core that the mode scheduler builds on.
+Wear is the IMU's orientation (upright on a head) plus recent activity (its wake-up
+interrupt): glasses left upright on a table count as taken off after the idle timeout.
 """
 
 import logging
@@ -31,7 +32,7 @@ class Snapshot:
 class Monitor:
     """Samples the sensors, tracks wear and faults, derives the power mode."""
 
-    def __init__(self, board, clock, events, idle_timeout_s: float = 1800.0):
+    def __init__(self, board, clock, events, idle_timeout_s: float = 900.0):
         self.board = board
         self.config = board.config
         self.clock = clock
@@ -40,7 +41,6 @@ class Monitor:
         self.snapshot = Snapshot()
         self.last_activity = clock.monotonic()
         self.worn = False
-        self.mode = "STANDBY"
 
     def sample(self) -> Snapshot:
         """Read every sensor now; update wear, faults and mode (call on the loop)."""
@@ -61,7 +61,6 @@ class Monitor:
         self._report_faults(self.snapshot.faults, snap.faults)
         self.snapshot = snap
         self._update_wear(snap)
-        self._set_mode(*self._derive_mode(snap))
         return snap
 
     def _report_faults(self, before: dict, after: dict) -> None:
@@ -93,27 +92,6 @@ class Monitor:
     def charging(self) -> bool:
         g = self.snapshot.gauge
         return g is not None and g.rate_pct_per_h > CHARGING_PCT_PER_H
-
-    def _derive_mode(self, snap: Snapshot) -> tuple[str, str]:
-        bat, th = self.config.battery, self.config.thermal
-        temp = self.temperature_c
-        if snap.gauge is not None and snap.gauge.percent <= bat.critical_percent and not self.charging:
-            return "CRITICAL", f"battery {snap.gauge.percent:.0f} % <= {bat.critical_percent:g} %"
-        if self.charging:
-            return "CHARGING", "charger connected"
-        if temp is not None and temp >= th.hot_c:
-            return "HOT", f"{temp:.0f} C >= {th.hot_c:g} C"
-        if not self.worn:
-            return "SLEEP", "not worn"
-        if snap.gauge is not None and snap.gauge.percent <= bat.low_percent:
-            return "LOW_BATTERY", f"battery {snap.gauge.percent:.0f} % <= {bat.low_percent:g} %"
-        return "STANDBY", "worn"
-
-    def _set_mode(self, mode: str, reason: str) -> None:
-        if mode != self.mode:
-            log.info("mode %s -> %s (%s)", self.mode, mode, reason)
-            self.mode = mode
-            self.events.emit("mode", f"{mode} {reason}")
 
     def storage_free_mb(self, path) -> float:
         return round(shutil.disk_usage(path).free / 2**20, 1)

@@ -145,7 +145,7 @@ async def sim_scene(fw, sim, args):
 async def sim_wear(fw, sim, args):
     worn = _on_off(args, "sim wear on|off")
     sim.set_worn(worn)
-    fw.monitor.sample()
+    fw.sample()
     return [f"wear {'on' if worn else 'off'}"]
 
 
@@ -154,14 +154,14 @@ async def sim_battery(fw, sim, args):
     if len(args) != 1:
         raise CommandError(f"usage: {usage}")
     sim.set_battery(_number(args[0], "PERCENT", usage))
-    fw.monitor.sample()
+    fw.sample()
     return [f"battery {float(args[0]):g} %"]
 
 
 async def sim_charger(fw, sim, args):
     on = _on_off(args, "sim charger on|off")
     sim.set_charger(on)
-    fw.monitor.sample()
+    fw.sample()
     return [f"charger {'on' if on else 'off'}"]
 
 
@@ -170,7 +170,7 @@ async def sim_temp(fw, sim, args):
     if len(args) != 1:
         raise CommandError(f"usage: {usage}")
     sim.set_temperature(_number(args[0], "CELSIUS", usage))
-    fw.monitor.sample()
+    fw.sample()
     return [f"temperature {float(args[0]):g} C"]
 
 
@@ -178,7 +178,7 @@ async def sim_fault(fw, sim, args):
     if len(args) != 2:
         raise CommandError("usage: sim fault DEVICE nack|timeout|garbage|gone|clear")
     sim.set_fault(args[0], args[1])
-    fw.monitor.sample()
+    fw.sample()
     return [f"fault {args[0]} {args[1]}"]
 
 
@@ -200,7 +200,7 @@ async def sim_advance(fw, sim, args):
     if not 0 <= seconds <= 7 * 86400:
         raise CommandError("SECONDS must be between 0 and 604800 (a week)")
     fw.clock.advance(seconds)
-    fw.monitor.sample()
+    fw.sample()
     return [f"advanced {seconds:g} s"]
 
 

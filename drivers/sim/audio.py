@@ -7,11 +7,9 @@ speaker side records every run to `<speaker_dir>/NNNN.wav`.
 """
 
 import errno
-import io
 import logging
 import re
 import threading
-import wave
 from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,8 +18,9 @@ import numpy as np
 
 from drivers.atomic import write_atomic
 from drivers.clock import Clock
-from drivers.errors import ConfigError, DeviceTimeout
+from drivers.errors import DeviceTimeout
 from drivers.resample import resample
+from drivers.wavio import read_wav, wav_bytes  # noqa: F401 (re-exported for the sim's users)
 
 log = logging.getLogger(__name__)
 
@@ -46,35 +45,6 @@ class SimCallbackFlags:
 
     def __bool__(self) -> bool:
         return self.input_overflow or self.output_underflow
-
-
-def read_wav(path: str | Path) -> tuple[np.ndarray, int]:
-    """Read a 16-bit PCM WAV as float32 (frames, channels) and its rate; errors name the file."""
-    try:
-        with wave.open(str(path), "rb") as w:
-            channels, width, rate_hz = w.getnchannels(), w.getsampwidth(), w.getframerate()
-            raw = w.readframes(w.getnframes())
-    except (wave.Error, EOFError) as e:
-        raise ConfigError(f"{path}: not a PCM WAV file ({e})") from e
-    if width != 2:
-        raise ConfigError(f"{path}: {8 * width}-bit samples; only 16-bit PCM is supported")
-    if channels not in (1, 2):
-        raise ConfigError(f"{path}: {channels} channels; only mono or stereo is supported")
-    data = np.frombuffer(raw, "<i2").reshape(-1, channels)
-    return data.astype(np.float32) / np.float32(2**15), rate_hz
-
-
-def wav_bytes(samples: np.ndarray, rate_hz: int) -> bytes:
-    """16-bit PCM WAV bytes of float (frames, channels) samples, clipped (never wrapped)."""
-    x = np.asarray(samples, np.float32).reshape(len(samples), -1)
-    pcm = np.round(np.clip(x, -1.0, 1.0) * 32767).astype("<i2")
-    buf = io.BytesIO()
-    with wave.open(buf, "wb") as w:
-        w.setnchannels(x.shape[1])
-        w.setsampwidth(2)
-        w.setframerate(rate_hz)
-        w.writeframes(pcm.tobytes())
-    return buf.getvalue()
 
 
 def list_played(speaker_dir: str | Path) -> list[Path]:

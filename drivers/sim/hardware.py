@@ -6,6 +6,7 @@ the console's `sim ...` commands call them.
 """
 
 import math
+import threading
 from pathlib import Path
 
 from drivers.errors import ConfigError
@@ -16,9 +17,11 @@ from .gpio import SimGPIO
 from .i2c import FAULTS, SimI2CBus
 from .lsm6dsox import LSM6DSOXEmulator
 from .max17048 import MAX17048Emulator
+from .power import SimPower
 
 G = 9.80665
 DEVICES = ("imu", "fuel_gauge", "camera", "microphones")
+HEAD_MOVE_S = 60.0
 
 
 class SimHardware:
@@ -54,18 +57,32 @@ class SimHardware:
         self.thermal_path = self.data_dir / "sim" / "thermal_zone0" / "temp"
         self.thermal_path.parent.mkdir(parents=True, exist_ok=True)
         self.charger = False
+        self.power = SimPower(config, self, clock)
         self.set_temperature(spec.temperature_c)
         self.set_worn(spec.worn)
+        self._stop = threading.Event()
+        self._wearer_thread = threading.Thread(target=self._wearer, name="sim-wearer", daemon=True)
+        self._wearer_thread.start()
 
     # The physical world.
     def set_worn(self, worn: bool) -> None:
         """Worn: a nod of the head, then upright. Off: folded on a table, lenses down."""
         self.worn = worn
         if worn:
-            self.imu.set_acceleration(0.0, 0.3 * G, 0.95 * G)  # the movement that wakes the IMU
-            self.imu.set_acceleration(0.0, 0.0, G)
+            self.nod()
         else:
             self.imu.set_acceleration(0.0, 0.0, -G)
+
+    def nod(self) -> None:
+        """A small head movement: enough to trip the IMU's wake-up threshold."""
+        self.imu.set_acceleration(0.0, 0.3 * G, 0.95 * G)
+        self.imu.set_acceleration(0.0, 0.0, G)
+
+    def _wearer(self) -> None:
+        # A head is never still for long: a nod every HEAD_MOVE_S of clock time while worn.
+        while self.clock.sleep(HEAD_MOVE_S, self._stop):
+            if self.worn:
+                self.nod()
 
     def tilt(self, pitch_deg: float) -> None:
         p = math.radians(pitch_deg)
@@ -74,11 +91,13 @@ class SimHardware:
     def set_battery(self, percent: float) -> None:
         if not 0 <= percent <= 100:
             raise ValueError(f"battery percent {percent} outside 0..100")
+        self.power.tick()
         self.fuel_gauge.set_percent(percent)
 
     def set_charger(self, on: bool) -> None:
+        self.power.tick()  # the time so far at the old charge state
         self.charger = on
-        self.fuel_gauge.set_rate(25.0 if on else 0.0)
+        self.power.tick()
 
     def set_temperature(self, celsius: float) -> None:
         """The SoC thermal zone and the IMU's die temperature (the frame warms up too)."""
@@ -110,4 +129,7 @@ class SimHardware:
         return list_played(self.speaker_dir)
 
     def close(self) -> None:
+        self._stop.set()
+        self._wearer_thread.join(timeout=2.0)
+        self.power.close()
         self.gpio.close()

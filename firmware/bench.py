@@ -1,0 +1,192 @@
+"""`glasses bench`: speed of every role through the worker, and of genai called directly.
+
+Numbers come from the models in the directory given; random-weight models measure speed
+only. `direct_*` runs onnxruntime-genai in this process on the same model, after the
+worker's runs, with the same threads, so the ratio shows what the worker costs.
+`ceiling_tok_s` = read bandwidth (all cores, measured now) / weight bytes read per token.
+"""
+
+import asyncio
+import json
+import os
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROUNDS = 3           # best of: this machine's bandwidth swings from run to run
+SYSTEM = ("You are the assistant inside a pair of AI glasses. Answer in one or two short "
+          "sentences, in the language of the question. The wearer can see the answer "
+          "as captions and hears it spoken. ") * 3
+LONG_PROMPT = "Summarise the meeting notes that follow. " + "The team met and spoke. " * 36
+
+
+def read_bandwidth_gbs(threads: int, size_mb: int = 512) -> float:
+    """Best-of-5 read bandwidth in GB/s, summing a buffer split across `threads` threads."""
+    a = np.ones(size_mb * (1 << 20) // 8, np.float64)
+    parts = np.array_split(a, threads)
+    best = 0.0
+    for _ in range(5):
+        ts = [threading.Thread(target=np.max, args=(p,)) for p in parts]
+        t0 = time.perf_counter()
+        for t in ts:
+            t.start()
+        for t in ts:
+            t.join()
+        best = max(best, a.nbytes / (time.perf_counter() - t0) / 1e9)
+    return best
+
+
+def weight_bytes_per_token(model_dir: Path) -> int:
+    """Bytes of initializers every decode step reads (embedding lookups read one row only)."""
+    import onnx
+    m = onnx.load(str(model_dir / "model.onnx"), load_external_data=False)
+    sizes = {}
+    for init in m.graph.initializer:
+        ext = {e.key: e.value for e in init.external_data}
+        sizes[init.name] = int(ext["length"]) if "length" in ext else len(init.raw_data)
+    users: dict[str, set] = {}
+    for node in m.graph.node:
+        for name in node.input:
+            users.setdefault(name, set()).add(node.op_type)
+    gather_only = {n for n, ops in users.items() if ops <= {"Gather", "GatherBlockQuantized"}}
+    return sum(s for n, s in sizes.items() if n not in gather_only)
+
+
+async def _time_stream(stream) -> tuple[float, float, int]:
+    """(time to first piece, decode tok/s after it, pieces)."""
+    t0 = time.perf_counter()
+    first = last = None
+    n = 0
+    async for _ in stream:
+        last = time.perf_counter()
+        first = first or last
+        n += 1
+    ttft = (first - t0) if first else float("nan")
+    rate = (n - 1) / (last - first) if n > 1 and last > first else float("nan")
+    return ttft, rate, n
+
+
+class DirectGenai:
+    """onnxruntime-genai called directly, in this process, on the worker's model."""
+
+    def __init__(self, model_dir: Path, threads: int):
+        import onnxruntime_genai as og
+        self.og = og
+        cfg = og.Config(str(model_dir))
+        cfg.clear_providers()
+        cfg.overlay(json.dumps({"model": {"decoder": {"session_options": {
+            "intra_op_num_threads": threads, "inter_op_num_threads": 1}}}}))
+        self.model = og.Model(cfg)
+        self.tok = og.Tokenizer(self.model)
+
+    def decode_tok_s(self, tokens: int, system: str) -> float:
+        og = self.og
+        prompt = self.tok.apply_chat_template(json.dumps([
+            {"role": "system", "content": system}, {"role": "user", "content": "Hello there"}]),
+            add_generation_prompt=True)
+        ids = self.tok.encode(prompt)
+        params = og.GeneratorParams(self.model)
+        params.set_search_options(max_length=len(ids) + tokens + 8, do_sample=False)
+        gen = og.Generator(self.model, params)
+        gen.append_tokens(ids)
+        gen.generate_next_token()
+        t0, n = time.perf_counter(), 0
+        while n < tokens - 1 and not gen.is_done():
+            gen.generate_next_token()
+            gen.get_next_tokens()
+            n += 1
+        return n / (time.perf_counter() - t0)
+
+
+def _rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+async def run(models_dir: Path, threads: int, tokens: int) -> dict:
+    from models import manifest
+    from .worker import InferenceClient
+    m = manifest.load(models_dir)
+    llm_dir = m.directory(m.for_role("llm"))
+    client = InferenceClient(models_dir, threads, preload=("llm",))
+    await client.start()
+    out: dict = {"models_dir": str(models_dir), "threads": threads, "llm": {"model": llm_dir.name},
+                 "random_weights": m.models[llm_dir.name].random_weights}
+    try:
+        llm = out["llm"]
+        loop = asyncio.get_running_loop()
+        direct = await loop.run_in_executor(None, DirectGenai, llm_dir, threads)
+        ttft_ms, decode, direct_decode, cached = [], [], [], []
+        prefill_ttft, prefill_n = [], 0
+        for r in range(ROUNDS):
+            system = f"[{r}] " + SYSTEM  # a new system prompt: nothing cached
+            t, rate, _ = await _time_stream(client.generate("Hello there", system=system,
+                                                            max_tokens=tokens))
+            ttft_ms.append(t * 1000)
+            decode.append(rate)
+            # Interleaved with the worker's runs, so both see the same machine load.
+            direct_decode.append(await loop.run_in_executor(
+                None, direct.decode_tok_s, tokens, system))
+            t, _, _ = await _time_stream(client.generate("And now?", system=system, max_tokens=2))
+            cached.append(t * 1000)
+            s = client.generate(LONG_PROMPT + f" ({r})", max_tokens=1)
+            t, _, _ = await _time_stream(s)
+            prefill_ttft.append(t)
+            prefill_n = s.result["prefill_tokens"]
+        del direct
+        llm.update(decode_tok_s=max(decode), direct_decode_tok_s=max(direct_decode), ttft_ms=min(ttft_ms), ttft_cached_ms=min(cached),
+                   prefill_tok_s=prefill_n / min(prefill_ttft), prefill_tokens=prefill_n)
+        audio = (np.random.default_rng(0).standard_normal(16000 * 5) * 0.05).astype(np.float32)
+        for role, call in (("vad", client.vad), ("wake", client.wake)):
+            await call(audio[:16000])  # load
+            t0 = time.perf_counter()
+            await call(audio)
+            out[role] = {"ms_per_s": (time.perf_counter() - t0) * 1000 / 5}
+        await client.transcribe(audio[:16000])
+        t0 = time.perf_counter()
+        await client.transcribe(audio)
+        out["asr"] = {"rtf": (time.perf_counter() - t0) / 5, "model": m.roles.get("asr")}
+        await client.tts("warm up")
+        t0 = time.perf_counter()
+        speech, rate = await client.tts("The battery is at eighty percent and the camera is off.")
+        out["tts"] = {"rtf": (time.perf_counter() - t0) / (len(speech) / rate),
+                      "model": m.roles.get("tts")}
+        out["rss_mb"] = _rss_mb(client.worker_pid)
+        out["rss_firmware_mb"] = _rss_mb(os.getpid())
+    finally:
+        await client.stop()
+    llm["ratio"] = llm["decode_tok_s"] / llm["direct_decode_tok_s"]
+    bw = read_bandwidth_gbs(threads)
+    per_token = weight_bytes_per_token(llm_dir)
+    llm.update(ceiling_tok_s=bw * 1e9 / per_token, bandwidth_gbs=bw, weight_mb_per_token=per_token / 1e6)
+    llm["fraction_of_ceiling"] = llm["decode_tok_s"] / llm["ceiling_tok_s"]
+    return out
+
+
+def main(models_dir: Path | None, as_json: bool = False, threads: int | None = None,
+         decode_tokens: int = 128) -> int:
+    from models import build_test
+    if models_dir is None:
+        real = build_test.DEFAULT_OUT.parent / "real-build"
+        models_dir = real if (real / "manifest.toml").exists() else build_test.DEFAULT_OUT
+    threads = threads or os.cpu_count() or 1
+    result = asyncio.run(run(Path(models_dir), threads, decode_tokens))
+    if as_json:
+        print(json.dumps(result, default=float))
+        return 0
+    llm = result["llm"]
+    print(f"models {result['models_dir']} ({'random weights' if result['random_weights'] else 'real'}),"
+          f" {threads} threads", file=sys.stdout)
+    print(f"llm  decode {llm['decode_tok_s']:.1f} tok/s (direct {llm['direct_decode_tok_s']:.1f}, "
+          f"ratio {llm['ratio']:.3f}); prefill {llm['prefill_tok_s']:.0f} tok/s; ttft "
+          f"{llm['ttft_ms']:.0f} ms, cached {llm['ttft_cached_ms']:.0f} ms; ceiling "
+          f"{llm['ceiling_tok_s']:.0f} tok/s ({llm['fraction_of_ceiling']:.0%})")
+    print(f"asr  rtf {result['asr']['rtf']:.3f}   tts rtf {result['tts']['rtf']:.3f}   "
+          f"vad {result['vad']['ms_per_s']:.1f} ms/s   wake {result['wake']['ms_per_s']:.1f} ms/s")
+    print(f"rss  worker {result['rss_mb']:.0f} MB, firmware {result['rss_firmware_mb']:.0f} MB")
+    return 0

@@ -1,0 +1,44 @@
+"""Errors a caller of the inference client sees; each says what happened to which request."""
+
+from drivers.errors import GlassesError
+
+
+class WorkerError(GlassesError, RuntimeError):
+    """The inference worker could not complete a request."""
+
+
+class WorkerCrashed(WorkerError):
+    """The worker died or hung while the request was in flight; it is being restarted."""
+
+
+class WorkerDegraded(WorkerError):
+    """The worker crashed repeatedly and is no longer restarted; inference is off."""
+
+
+class WorkerUnavailable(WorkerError):
+    """The worker is not running (not started, stopped, or still starting past the deadline)."""
+
+
+class RequestCancelled(WorkerError):
+    """The request was cancelled and the worker acknowledged it."""
+
+
+class DeadlineExceeded(WorkerError, TimeoutError):
+    """The request did not finish before its deadline."""
+
+
+class RemoteError(WorkerError):
+    """The worker reported an error of a kind this client does not know; `kind` names it."""
+
+    def __init__(self, kind: str, message: str):
+        super().__init__(message)
+        self.kind = kind
+
+
+def from_worker(kind: str, message: str) -> Exception:
+    """The client-side exception for an `error` message from the worker."""
+    from models.verify import ModelCorrupt, ModelMissing
+    known = {"ModelMissing": ModelMissing, "ModelCorrupt": ModelCorrupt,
+             "DeadlineExceeded": DeadlineExceeded}
+    cls = known.get(kind)
+    return cls(message) if cls else RemoteError(kind, message)

@@ -1,0 +1,83 @@
+"""The roles the worker serves, each loaded on first use from the model the manifest names.
+
+Loading verifies the model's files (missing: the error names the fetch command; wrong
+hash: it names the file and both hashes). `serve` turns a request into a stream of
+("item", partial) and one ("result", value).
+"""
+
+import time
+
+import numpy as np
+
+from drivers.errors import ConfigError
+from models import manifest as manifest_mod
+from models.verify import verify_entry
+
+from . import protocol as P
+from .asr import Asr
+from .commands import Commands
+from .llm import Llm
+from .ocr import Ocr
+from .tts import EspeakTts, Tts
+from .vad import Vad
+from .wake import Wake
+
+ROLE_CLASSES = {"vad": Vad, "wake": Wake, "commands": Commands, "asr": Asr, "llm": Llm,
+                "tts": Tts, "ocr": Ocr}
+KIND_ROLE = {"generate": "llm", "transcribe": "asr", "vad": "vad", "wake": "wake",
+             "commands": "commands", "tts": "tts", "ocr": "ocr"}
+
+
+class Roles:
+    def __init__(self, models_dir, threads: int):
+        self.models_dir = models_dir
+        self.threads = threads
+        self.loaded: dict[str, object] = {}
+        self.manifest = manifest_mod.load(models_dir)
+
+    def get(self, role: str):
+        if role not in self.loaded:
+            entry = self.manifest.for_role(role)
+            try:
+                files = verify_entry(self.manifest, entry)
+            except (FileNotFoundError, ConfigError):
+                if role != "tts":
+                    raise
+                self.loaded[role] = EspeakTts()  # no voice installed: espeak-ng speaks
+                return self.loaded[role]
+            self.loaded[role] = ROLE_CLASSES[role](files, self.threads)
+        return self.loaded[role]
+
+    def serve(self, req: P.Request, should_stop):
+        a = req.args
+        tensors = {k: P.fetch(t) for k, t in req.tensors.items()}
+        if req.kind == "ping":
+            yield "result", {"pid_time": time.monotonic(), "loaded": sorted(self.loaded)}
+            return
+        role = self.get(KIND_ROLE[req.kind])
+        if req.kind == "generate":
+            n = 0
+            for piece, _ in role.generate(a["messages"], int(a.get("max_tokens", 256)), should_stop):
+                n += 1
+                yield "item", piece
+            yield "result", {"tokens": n, **role.info()}
+        elif req.kind == "transcribe":
+            text = ""
+            for text in role.stream(tensors["audio"]):
+                if should_stop():
+                    return
+                yield "item", text
+            yield "result", {"text": text}
+        elif req.kind == "vad":
+            yield "result", {"probabilities": role.probabilities(tensors["audio"]).tolist()}
+        elif req.kind == "wake":
+            yield "result", {"scores": role.scores(tensors["audio"])}
+        elif req.kind == "commands":
+            yield "result", role.recognise(tensors["audio"], list(a["phrases"]))
+        elif req.kind == "tts":
+            audio, rate = role.speak(str(a["text"]))
+            shm, ref = P.share(np.asarray(audio, np.float32))
+            shm.close()  # the client copies it out and unlinks it
+            yield "result", {"audio": ref.to_json(), "rate_hz": rate}
+        elif req.kind == "ocr":
+            yield "result", {"lines": role.read(tensors["image"])}

@@ -1,0 +1,245 @@
+"""Start, watch and restart the inference worker process; route its messages.
+
+States and their transitions are the table below; every change goes through `_event`,
+which checks the table and logs the reason. A worker that exits, or stops sending
+heartbeats for `heartbeat_timeout_s` (hung, or SIGSTOPped), is killed; its in-flight
+requests fail with `WorkerCrashed` naming the reason, and it is restarted after a back-off.
+`crash_loop_count` failures within `crash_loop_window_s` end in `degraded`: no more
+restarts until `start()` is called again.
+
+Heartbeats and deadlines use the host's real monotonic clock, because the worker runs in
+real time even when the firmware's clock is simulated; the injected clock paces back-off.
+"""
+
+import asyncio
+import logging
+import multiprocessing as mp
+import signal
+import time
+from dataclasses import dataclass
+
+from drivers.clock import Clock
+
+from . import protocol as P
+from .errors import WorkerCrashed, WorkerDegraded, WorkerUnavailable, from_worker
+from .process import worker_main
+
+log = logging.getLogger("glasses.worker")
+
+STATES = ("not_started", "starting", "ready", "restarting", "degraded", "stopped")
+TRANSITIONS = {
+    ("not_started", "start"): "starting",
+    ("degraded", "start"): "starting",
+    ("stopped", "start"): "starting",
+    ("starting", "up"): "ready",
+    ("restarting", "up"): "ready",
+    ("starting", "fail"): "restarting",
+    ("ready", "fail"): "restarting",
+    ("restarting", "fail"): "restarting",
+    ("starting", "give_up"): "degraded",
+    ("ready", "give_up"): "degraded",
+    ("restarting", "give_up"): "degraded",
+    **{(s, "stop"): "stopped" for s in STATES},
+}
+
+
+def diagram() -> str:
+    """The state machine as Mermaid text, generated from the table."""
+    lines = ["stateDiagram-v2", "    [*] --> not_started"]
+    lines += [f"    {a} --> {b}: {ev}" for (a, ev), b in TRANSITIONS.items() if a != b]
+    return "\n".join(lines)
+
+
+@dataclass(frozen=True)
+class SupervisorSettings:
+    heartbeat_interval_s: float = 0.5
+    heartbeat_timeout_s: float = 10.0   # long native calls (a 1000-token prefill) hold the GIL
+    start_timeout_s: float = 120.0      # loading the LLM at preload
+    backoff_s: tuple[float, ...] = (0.5, 2.0, 8.0)
+    crash_loop_count: int = 3
+    crash_loop_window_s: float = 120.0
+    stop_timeout_s: float = 5.0
+
+
+class Supervisor:
+    """Owns one worker process at a time; `on_message(msg)` gets every routed message."""
+
+    def __init__(self, models_dir, threads: int, settings: SupervisorSettings, on_message,
+                 on_failure, clock=None, preload=()):
+        self.models_dir = None if models_dir is None else str(models_dir)
+        self.threads = threads
+        self.settings = settings
+        self.on_message = on_message
+        self.on_failure = on_failure      # called with the reason; fails in-flight requests
+        self.clock = clock or Clock()
+        self.preload = tuple(preload)
+        self.state = "not_started"
+        self.reason = ""
+        self.ready = asyncio.Event()
+        self.changed = asyncio.Event()
+        self.proc = None
+        self.conn = None
+        self.last_hb = 0.0
+        self.started_at = 0.0
+        self.failures: list[float] = []
+        self.restarts = 0
+        self.startup_error = ""
+        self._watch = None
+        self._restart = None
+        self._ctx = mp.get_context("spawn")
+
+    def _event(self, event: str, reason: str) -> None:
+        new = TRANSITIONS.get((self.state, event))
+        if new is None:
+            raise RuntimeError(f"worker: event {event!r} is not allowed in state {self.state!r}")
+        if new != self.state:
+            log.info("worker %s -> %s: %s", self.state, new, reason)
+        self.state, self.reason = new, reason
+        (self.ready.set if new == "ready" else self.ready.clear)()
+        self.changed.set()
+        self.changed = asyncio.Event()
+
+    @property
+    def pid(self) -> int | None:
+        return self.proc.pid if self.proc is not None else None
+
+    def start(self) -> None:
+        self._event("start", "asked to start")
+        self.failures.clear()
+        self._spawn()
+        if self._watch is None:
+            self._watch = asyncio.get_running_loop().create_task(self._watchdog(), name="worker-watch")
+
+    def _spawn(self) -> None:
+        parent, child = self._ctx.Pipe(duplex=True)
+        proc = self._ctx.Process(target=worker_main, name="glasses-inference", daemon=True,
+                                 args=(child, self.models_dir, self.threads,
+                                       self.settings.heartbeat_interval_s, self.preload))
+        proc.start()
+        child.close()  # only the worker holds its end, so its death reads as EOF here
+        self.proc, self.conn = proc, parent
+        self.started_at = self.last_hb = time.monotonic()
+        self.startup_error = ""
+        asyncio.get_running_loop().add_reader(parent.fileno(), self._readable)
+
+    def send(self, msg) -> None:
+        if self.conn is None or self.state not in ("ready", "starting", "restarting"):
+            raise WorkerUnavailable(f"the inference worker is {self.state}")
+        try:
+            self.conn.send_bytes(P.encode(msg))
+        except (OSError, ValueError) as e:
+            raise WorkerUnavailable(f"cannot reach the inference worker: {e}") from None
+
+    def _readable(self) -> None:
+        conn = self.conn
+        try:
+            while conn is self.conn and conn.poll():
+                msg = P.decode(conn.recv_bytes())
+                self._route(msg)
+        except (EOFError, OSError):
+            if conn is self.conn:
+                self._failed(self._exit_reason())
+        except P.ProtocolError as e:
+            self._failed(f"sent a malformed message ({e})")
+
+    def _route(self, msg: dict) -> None:
+        op = msg["op"]
+        self.last_hb = time.monotonic()
+        if op == "ready":
+            self._event("up", f"worker pid {msg.get('pid')} is ready")
+        elif op == "error" and msg.get("id") == 0:
+            self.startup_error = msg.get("message", "")
+            log.error("worker failed to start: %s", self.startup_error)
+        elif op != "hb":
+            self.on_message(msg)
+
+    def _exit_reason(self) -> str:
+        proc = self.proc
+        proc.join(timeout=1.0)
+        code = proc.exitcode
+        if code is None:
+            return "closed its pipe"
+        if code < 0:
+            try:
+                return f"was killed by {signal.Signals(-code).name}"
+            except ValueError:
+                return f"was killed by signal {-code}"
+        detail = f": {self.startup_error}" if self.startup_error else ""
+        return f"exited with code {code}{detail}"
+
+    def _failed(self, reason: str) -> None:
+        if self.state not in ("starting", "ready", "restarting") or self.proc is None:
+            return
+        self._reap()
+        self.on_failure(reason)
+        now = time.monotonic()
+        self.failures = [t for t in self.failures if now - t < self.settings.crash_loop_window_s]
+        self.failures.append(now)
+        if len(self.failures) >= self.settings.crash_loop_count:
+            self._event("give_up", f"worker {reason}; {len(self.failures)} failures within "
+                                   f"{self.settings.crash_loop_window_s:.0f} s: not restarting")
+            return
+        delay = self.settings.backoff_s[min(len(self.failures), len(self.settings.backoff_s)) - 1]
+        self._event("fail", f"worker {reason}; restarting in {delay:.1f} s")
+        self._restart = asyncio.get_running_loop().create_task(self._restart_after(delay))
+
+    def _reap(self) -> None:
+        loop = asyncio.get_running_loop()
+        if self.conn is not None:
+            loop.remove_reader(self.conn.fileno())
+            self.conn.close()
+        if self.proc is not None and self.proc.exitcode is None:
+            self.proc.kill()  # SIGKILL also ends a SIGSTOPped process
+            self.proc.join(timeout=2.0)
+        self.conn = self.proc = None
+
+    async def _restart_after(self, delay: float) -> None:
+        await self.clock.asleep(delay)
+        if self.state == "restarting":
+            self.restarts += 1
+            self._spawn()
+
+    async def _watchdog(self) -> None:
+        s = self.settings
+        while self.state != "stopped":
+            await asyncio.sleep(min(s.heartbeat_interval_s, s.heartbeat_timeout_s / 4))
+            if self.proc is None:
+                continue
+            silent = time.monotonic() - self.last_hb
+            if self.state == "ready" and silent > s.heartbeat_timeout_s:
+                self._failed(f"sent no heartbeat for {silent:.1f} s (hung or stopped)")
+            elif self.state in ("starting", "restarting") and silent > s.start_timeout_s:
+                self._failed(f"did not become ready within {s.start_timeout_s:.0f} s")
+
+    async def stop(self) -> None:
+        if self.state == "stopped":
+            return
+        if self.conn is not None and self.state == "ready":
+            try:
+                self.conn.send_bytes(P.encode({"op": "stop"}))
+            except (OSError, ValueError):
+                pass  # already gone: the kill below is enough
+        self._event("stop", "asked to stop")
+        if self._restart is not None:
+            self._restart.cancel()
+        proc = self.proc
+        if proc is not None:
+            await asyncio.get_running_loop().run_in_executor(
+                None, proc.join, self.settings.stop_timeout_s)
+        self._reap()
+        if self._watch is not None:
+            self._watch.cancel()
+            await asyncio.gather(self._watch, return_exceptions=True)
+            self._watch = None
+        self.on_failure("was stopped")
+
+    def unavailable_error(self) -> Exception:
+        if self.state == "degraded":
+            return WorkerDegraded(f"inference is off: the worker is degraded ({self.reason}); "
+                                  "`start()` it again after fixing the cause")
+        return WorkerUnavailable(f"the inference worker is {self.state}"
+                                 + (f" ({self.reason})" if self.reason else ""))
+
+
+__all__ = ["Supervisor", "SupervisorSettings", "STATES", "TRANSITIONS", "diagram",
+           "WorkerCrashed", "from_worker"]
