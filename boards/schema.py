@@ -136,6 +136,7 @@ class BatterySpec:
     nominal_v: float
     low_percent: float = 15
     critical_percent: float = 5
+    charger_pin: int = -1            # charger IC power-good output (active low); -1: none
 
 
 @dataclass(frozen=True)

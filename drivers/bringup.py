@@ -151,6 +151,9 @@ class Board:
             I2CDevice(bus, fg.address, "fuel_gauge", bus_name), alert_percent=fg.alert_percent,
             alert=DigitalInputDevice(fg.alert_pin, pull_up=True, pin_factory=pins))
         self.thermal = ThermalZone(self._ep.thermal_path)
+        pin = config.battery.charger_pin
+        self.charger_input = None if pin < 0 else \
+            DigitalInputDevice(pin, pull_up=True, pin_factory=pins)
         cam = config.camera
         self.camera = Camera(self._ep.picam, self._ep.encoder_factory, still_size=cam.still_size,
                              lores_size=cam.lores_size, video_size=cam.video_size, fps=cam.fps,
@@ -203,7 +206,7 @@ class Board:
                  ("camera", "microphones", "speaker", "capture_led", "status_led")]
         parts += list(getattr(self, "buttons", {}).values())
         imu, gauge = getattr(self, "imu", None), getattr(self, "fuel_gauge", None)
-        parts += [imu and imu.int1, gauge and gauge.alert]
+        parts += [imu and imu.int1, gauge and gauge.alert, getattr(self, "charger_input", None)]
         for part in parts:
             if part is None:
                 continue

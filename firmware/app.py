@@ -10,7 +10,7 @@ from pathlib import Path
 from drivers.bringup import Board
 from drivers.errors import GlassesError
 
-from . import __version__
+from . import __version__, notify
 from . import modes as m
 from .arbiter import Arbiter
 from .capture import Capture
@@ -59,7 +59,10 @@ class Firmware:
         self.loop = asyncio.get_running_loop()
         self.stopping = asyncio.Event()
         self.lifecycle = "starting"
-        self.worker_state = "not_started"
+        self.worker = None
+        if models_dir is not None:
+            from .worker import InferenceClient
+            self.worker = InferenceClient(models_dir, threads=config.inference.threads)
         self.events = EventBus()
         self.board = Board(config, self.data_dir, clock, on_gesture=self._from_thread(self._gesture))
         self.board.imu.int1.when_activated = self._from_thread(self._imu_wake)
@@ -81,6 +84,19 @@ class Firmware:
     @property
     def mode(self) -> str:
         return self.machine.mode
+
+    @property
+    def worker_state(self) -> str:
+        return self.worker.state if self.worker is not None else "not_started"
+
+    async def start_worker(self) -> None:
+        """Start the inference worker in the background; its state shows in `status`."""
+        if self.worker is None:
+            return
+        try:
+            await self.worker.start()
+        except GlassesError as e:
+            self.events.emit("fault", f"worker {e}")
 
     def _from_thread(self, fn):
         # Device callbacks run on driver threads: they only hand over to the loop.
@@ -150,7 +166,12 @@ class Firmware:
         return await self.loop.run_in_executor(None, functools.partial(fn, *args))
 
     def models_info(self) -> list[dict]:
-        return []
+        """One row per model in the manifest (blocking: hashes files)."""
+        if self.models_dir is None:
+            return []
+        from models.manifest import load
+        from models.verify import verify_all
+        return verify_all(load(self.models_dir))
 
     async def sample_forever(self) -> None:
         while True:
@@ -169,7 +190,12 @@ class Firmware:
     async def shutdown(self) -> None:
         await self.capture.close_all("shutting down")
         await self.recorder.stop("shutting down")
+        if self.worker is not None:
+            await self.worker.stop()
         self.energy.tick()
+        listeners = getattr(self.clock, "listeners", None)
+        if isinstance(listeners, list) and self.energy.tick in listeners:
+            listeners.remove(self.energy.tick)
         self.board.close()
 
 
@@ -179,17 +205,21 @@ async def serve(fw: Firmware, console: str) -> int:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, fw.stop, signal.Signals(sig).name)
     con = None
-    tasks = [asyncio.create_task(fw.sample_forever(), name="monitor")]
+    tasks = [asyncio.create_task(fw.sample_forever(), name="monitor"),
+             asyncio.create_task(fw.start_worker(), name="worker-start"),
+             asyncio.create_task(notify.keep_watchdog_fed(), name="watchdog")]
     try:
         con = open_console(fw, console)
         fw.board.status_led.blink()
         fw.lifecycle = "running"
+        notify.notify(f"READY=1\nSTATUS=running on {fw.config.name}")
         log.info("glasses %s running on board %s, data in %s", __version__, fw.config.name, fw.data_dir)
         if console != "stdio":
             print(f"glasses {__version__}: running on board {fw.config.name}, data in {fw.data_dir}"
                   f"{', console at ' + console if console not in ('none', 'auto') else ''}; "
                   "Ctrl-C to stop", flush=True)
         await fw.stopping.wait()
+        notify.notify("STOPPING=1")
     finally:
         for t in tasks:
             t.cancel()

@@ -8,7 +8,7 @@ SUSPENDS, not left to chance.
 """
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from drivers.errors import GlassesError
 
@@ -40,12 +40,12 @@ class Busy(GlassesError, RuntimeError):
     """The resource is held by an owner of equal or higher priority."""
 
 
-@dataclass
+@dataclass(eq=False)  # claims are compared and hashed by identity
 class Claim:
     owner: str
     resources: tuple[str, ...]
     on_preempt: object = None          # () -> None, called when a higher owner takes over
-    released: bool = field(default=False, compare=False)
+    released: bool = False
 
 
 class Arbiter:

@@ -207,14 +207,22 @@ class Capture:
         claim, path, watch, entered = video
         if asyncio.current_task() is not watch:
             watch.cancel()
+        saved = True
         try:
             if self.board.camera.recording:
                 await self.fw.run_blocking(self.board.camera.stop_video)
             await self.fw.run_blocking(self.board.camera.stop)
+        except GlassesError as e:
+            # The camera failed under the video: what was written is kept by the driver.
+            saved = path.exists()
+            self.fw.events.emit("fault", f"camera {e}")
         finally:
             self.board.capture_led.off()
             self.fw.arbiter.release(claim)
             self._leave(entered)
+        if not saved:
+            self.fw.events.emit("capture", f"video {path.name} has no frames ({reason})")
+            return None
         self.fw.events.emit("capture", f"video saved {path.name} ({reason})")
         return path
 

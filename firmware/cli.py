@@ -136,6 +136,9 @@ def build_parser() -> argparse.ArgumentParser:
     sd.add_argument("--json", action="store_true", help="one JSON object")
     sd.set_defaults(func=cmd_simulate_day)
 
+    from .models_cli import add_subcommands
+    add_subcommands(sub)
+
     ph = sub.add_parser("pin-hash", help="make the console.pin_hash value for a board file")
     ph.set_defaults(func=cmd_pin_hash)
     return p

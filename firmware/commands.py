@@ -217,11 +217,13 @@ async def cmd_log(session, args):
 async def cmd_models(session, args):
     args, js = take_flag(args, "--json")
     no_args(args, "models [--json]")
-    models = session.fw.models_info()
+    models = await session.fw.run_blocking(session.fw.models_info)
     if js:
         return as_json(models)
-    return [f"{m['role']:<10} {m['name']:<28} {m['state']}" for m in models] or \
-        ["no models installed; build the test models with `glasses models build-test`"]
+    return [f"{m['role']:<8} {m['name']:<34} {m['state']}{' (active)' if m['active'] else ''}"
+            for m in models] or \
+        ["no models directory; run with --models DIR (build test models with "
+         "`glasses models build-test`)"]
 
 
 @command("events", "events on|off", "asynchronous EVT lines on this console")

@@ -90,6 +90,9 @@ class Monitor:
 
     @property
     def charging(self) -> bool:
+        """External power present: the charger's power-good line, else a rising gauge."""
+        if self.board.charger_input is not None:
+            return bool(self.board.charger_input.is_active)
         g = self.snapshot.gauge
         return g is not None and g.rate_pct_per_h > CHARGING_PCT_PER_H
 

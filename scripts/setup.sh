@@ -6,7 +6,7 @@ cd "$(dirname "$0")/.."
 
 # libportaudio2: sounddevice; espeak-ng + sox: speech for the sim microphones;
 # python3-venv: the virtual environment on Debian's Python.
-APT_PACKAGES=(python3-venv libportaudio2 espeak-ng sox)
+APT_PACKAGES=(python3-venv libportaudio2 espeak-ng sox fdisk mtools dosfstools e2fsprogs xz-utils curl shellcheck bmap-tools)
 
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
@@ -29,8 +29,17 @@ stamp=.venv/.installed-$(sha256sum pyproject.toml | cut -c1-16)
 if [ ! -e "$stamp" ]; then
   echo "setup: installing the firmware and test tools into .venv"
   .venv/bin/python -m pip install -q --upgrade pip 2>&1 | grep -v -i warning || true
-  .venv/bin/python -m pip install -q -e ".[test]" 2>&1 | grep -v -i warning || true
-  .venv/bin/python -c "import firmware, drivers, numpy, gpiozero, serial, smbus2, onnxruntime, pytest, hypothesis"
+  # The test models are built offline with the onnxruntime-genai builder, which loads a
+  # random Qwen2 through torch: take the CPU build (pip would otherwise pick a CUDA one).
+  case "$(uname -m)" in
+    x86_64) TORCH="torch==2.13.0" ;;
+    *) TORCH="torch==2.9.1" ;;
+  esac
+  .venv/bin/python -m pip install -q "$TORCH" 2>&1 | grep -v -i warning || true
+  .venv/bin/python -m pip install -q -e ".[test,models-build]" 2>&1 | grep -v -i warning || true
+  # silero-vad ships the VAD's ONNX file; its declared dependencies would pull torchaudio.
+  .venv/bin/python -m pip install -q --no-deps "silero-vad==6.2.3" 2>&1 | grep -v -i warning || true
+  .venv/bin/python -c "import firmware, drivers, numpy, gpiozero, serial, smbus2, onnxruntime, onnxruntime_genai, silero_vad, pytest, hypothesis, matplotlib"
   rm -f .venv/.installed-*
   touch "$stamp"
 fi

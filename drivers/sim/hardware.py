@@ -39,6 +39,8 @@ class SimHardware:
         self.gpio.wire_readback(led.pin, led.readback_pin)
         for button in config.buttons.values():
             self.gpio.pin(button.pin)  # created before gpiozero pulls them up
+        self._charger_pin = self.gpio.pin(config.battery.charger_pin) \
+            if config.battery.charger_pin >= 0 else None
         self.i2c = SimI2CBus(f"sim-i2c-{config.i2c.bus}")
         self.imu = self.i2c.attach(config.imu.address,
                                    LSM6DSOXEmulator(int1_pin=self.gpio.pin(config.imu.int1_pin)))
@@ -97,6 +99,9 @@ class SimHardware:
     def set_charger(self, on: bool) -> None:
         self.power.tick()  # the time so far at the old charge state
         self.charger = on
+        if self._charger_pin is not None:
+            # Power-good is active low, held up by the pull-up while there is no charger.
+            self._charger_pin.drive_low() if on else self._charger_pin.drive_high()
         self.power.tick()
 
     def set_temperature(self, celsius: float) -> None:

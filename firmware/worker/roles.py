@@ -71,7 +71,8 @@ class Roles:
         elif req.kind == "vad":
             yield "result", {"probabilities": role.probabilities(tensors["audio"]).tolist()}
         elif req.kind == "wake":
-            yield "result", {"scores": role.scores(tensors["audio"])}
+            # Resetting refills the feature window with 8 s of silence: only on request.
+            yield "result", {"scores": role.scores(tensors["audio"], bool(a.get("reset", False)))}
         elif req.kind == "commands":
             yield "result", role.recognise(tensors["audio"], list(a["phrases"]))
         elif req.kind == "tts":

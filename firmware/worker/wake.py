@@ -16,7 +16,7 @@ class Wake:
         self.models = {n: OpenWakeWord.from_model(p) for n, p in
                        ((p.stem, p) for p in files) if n in names}
 
-    def scores(self, audio: np.ndarray, reset: bool = True) -> dict[str, float]:
+    def scores(self, audio: np.ndarray, reset: bool = False) -> dict[str, float]:
         if reset:
             self.features.reset()
             for m in self.models.values():

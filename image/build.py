@@ -1,0 +1,216 @@
+"""`flash.sh build`: a Raspberry Pi OS base image in, the glasses image out; no root, no loop devices.
+
+Steps: decompress the base into a sparse file; check it is Raspberry Pi OS; extract the
+root partition to its own file, e2fsck and grow it with resize2fs there (never at an
+offset inside the image); populate it with debugfs; write it back and move the
+partition's end with sfdisk; edit config.txt and cmdline.txt with mtools; then hash,
+bmap and manifest. Every date is SOURCE_DATE_EPOCH, so the same inputs give the same bytes.
+"""
+
+import json
+import os
+import shutil
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import boards
+
+from . import bmap, bootcfg, disk, extfs, models, secrets, wheels
+from .fatfs import FatPartition
+from .populate import populate
+from .tools import FlashError, human, require, say, tool_env
+
+MIB = 1 << 20
+REPO = Path(__file__).resolve().parent.parent
+MARGIN = 256 * MIB                   # free space left in the root beyond the payload
+WHEELS_ESTIMATE = 300 * MIB          # what a fresh download of the dependencies may take
+
+
+@dataclass(frozen=True)
+class BuildOptions:
+    board: str
+    base: Path
+    out: Path
+    models: Path | None = None
+    secrets: Path | None = None
+    wheels: Path | None = None       # pre-downloaded wheels; None: build and download
+    grow_mb: int | None = None       # None: payload + margin
+    dry_run: bool = False
+    keep_work: bool = False
+
+
+def _uncompressed_size(base: Path) -> int:
+    if base.suffix != ".xz":
+        return base.stat().st_size
+    proc = subprocess.run([require("xz")["xz"], "--robot", "--list", str(base)], capture_output=True,
+                          text=True, env=tool_env(), timeout=300)
+    for line in proc.stdout.splitlines():
+        fields = line.split("\t")
+        if fields[0] == "totals" and len(fields) > 4:
+            return int(fields[4])
+    raise FlashError(f"{base}: not a valid .xz file ({proc.stderr.strip() or 'no size in its index'})")
+
+
+def _free_bytes(path: Path) -> int:
+    return shutil.disk_usage(path).free
+
+
+def plan(o: BuildOptions):
+    """Load and check every input before the first byte is written; FlashError on any problem."""
+    board = boards.load(o.board)
+    if board.image is None or board.service is None:
+        raise FlashError(f"board {board.name} has no [image] or [service] table; it is not flashable")
+    require("sfdisk", "mcopy", "mdir", "debugfs", "e2fsck", "resize2fs", "dumpe2fs")
+    if o.base.suffix in (".gz", ".zip", ".zst", ".bz2", ".7z"):
+        raise FlashError(f"{o.base}: {o.base.suffix} is not read here; decompress it to .img first "
+                         "(Raspberry Pi OS releases are .img.xz, which is read directly)")
+    if not o.base.is_file():
+        raise FlashError(f"{o.base}: base image not found; get it with `flash.sh fetch --board {board.name}`")
+    if not o.out.parent.is_dir():
+        raise FlashError(f"{o.out.parent}: output directory does not exist")
+    sec = secrets.load(o.secrets, board.name) if o.secrets else secrets.Secrets()
+    model_hashes = models.collect(o.models) if o.models else {}
+    wheel_files = None
+    if o.wheels:
+        wheel_files = sorted(o.wheels.glob("*.whl"))
+        problems = wheels.check_dir(wheel_files, board.image.python_abi, board.image.platform)
+        if problems:
+            raise FlashError(f"{o.wheels}: wheels that do not fit {board.name}:\n  " + "\n  ".join(problems))
+    payload = sum((o.models / r).stat().st_size for r in model_hashes) if o.models else 0
+    payload += sum(w.stat().st_size for w in wheel_files) if wheel_files is not None else WHEELS_ESTIMATE
+    grow = o.grow_mb * MIB if o.grow_mb is not None else -(-(payload + MARGIN) // (64 * MIB)) * 64 * MIB
+    base_size = _uncompressed_size(o.base)
+    # The output image, plus the extracted root partition (at most the whole image).
+    need = 2 * (base_size + grow)
+    free = _free_bytes(o.out.parent)
+    if need > free:
+        raise FlashError(f"not enough disk space in {o.out.parent}: the build needs {human(need)}, "
+                         f"{human(free)} free; free some space or pick another --out directory")
+    return board, sec, model_hashes, wheel_files, grow, base_size
+
+
+def _check_base(part: Path, base: Path) -> tuple[disk.Table, disk.Partition, disk.Partition]:
+    try:
+        table = disk.read_table(part)
+        boot, root = disk.rpi_partitions(part, table)
+        names = FatPartition(part, boot.offset).names()
+        extfs.superblock_wtime(part, root.offset)
+    except FlashError as e:
+        raise FlashError(f"{base} is not a Raspberry Pi OS image: {e}") from None
+    for name in ("config.txt", "cmdline.txt"):
+        if name not in names:
+            raise FlashError(f"{base} is not a Raspberry Pi OS image: its FAT boot partition has no {name}")
+    if extfs.ExtFS(f"{part}?offset={root.offset}").stat("/etc/os-release") is None:
+        raise FlashError(f"{base} is not a Raspberry Pi OS image: its root filesystem has no /etc/os-release")
+    return table, boot, root
+
+
+def _unpack(base: Path, part: Path, size: int) -> None:
+    if base.suffix == ".xz":
+        xz = require("xz")["xz"]
+        proc = subprocess.Popen([xz, "-dc", "-T0", str(base)], stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, env=tool_env())
+        got = disk.write_stream_sparse(proc.stdout, part, size, "build: decompressing the base image")
+        err = proc.stderr.read().decode(errors="replace").strip()
+        if proc.wait(timeout=60) != 0 or got != size:
+            raise FlashError(f"{base}: xz could not decompress it: {err or f'{got} of {size} bytes'}")
+    else:
+        disk.new_sparse(part, size)
+        disk.copy_range(base, 0, part, 0, size, "build: copying the base image")
+
+
+def build(o: BuildOptions) -> dict:
+    """Build the image; returns the outer manifest (also written next to it)."""
+    started = time.monotonic()
+    board, sec, model_hashes, wheel_files, grow, base_size = plan(o)
+    if o.dry_run:
+        say(f"build (dry run): would build {o.out} for {board.name} from {o.base}: "
+            f"{human(base_size)} base grown by {human(grow)}")
+        for line in bootcfg.config_lines(board):
+            say(f"  config.txt: {line}")
+        say(f"  cmdline.txt: remove {list(board.boot.cmdline_remove)}, add {list(board.boot.cmdline_add)}")
+        say(f"  wheels: {len(wheel_files) if wheel_files is not None else 'built and downloaded'}; "
+            f"models: {len(model_hashes)}; console PIN: {'set' if sec.pin_hash else 'none'}")
+        return {}
+    base_sha = disk.sha256_file(o.base, "build: hashing the base image")
+    pinned = board.image.sha256.lower()
+    if pinned and o.base.suffix == ".xz" and base_sha != pinned:
+        raise FlashError(f"{o.base}: sha256 {base_sha} does not match the board's pinned {pinned}; "
+                         "the download is damaged or not the pinned release: fetch it again")
+    if pinned and o.base.suffix != ".xz":
+        say("build: note: the board pins the .xz download; an uncompressed base is not checked against it")
+
+    part = o.out.parent / f".{o.out.name}.part"
+    work = o.out.parent / f".{o.out.name}.work"
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir()
+    try:
+        _unpack(o.base, part, base_size)
+        table, boot, root = _check_base(part, o.base)
+        env_epoch = os.environ.get("SOURCE_DATE_EPOCH", "")
+        # Never before the base's own last write: e2fsck would call that a clock in the past.
+        epoch = max(int(env_epoch) if env_epoch.isdigit() else 0, extfs.superblock_wtime(part, root.offset))
+        if wheel_files is None:
+            wheel_files = wheels.fetch(REPO, work / "wheels", board.image.python_abi, board.image.platform)
+            problems = wheels.check_dir(wheel_files, board.image.python_abi, board.image.platform)
+            if problems:
+                raise FlashError("downloaded wheels do not fit the board:\n  " + "\n  ".join(problems))
+
+        root_file = work / "root.ext4"
+        disk.new_sparse(root_file, root.length)
+        disk.copy_range(part, root.offset, root_file, 0, root.length, "build: extracting the root partition")
+        extfs.fsck(root_file, fix=True, epoch=epoch)
+        new_len = (max(base_size + grow, root.end) - root.offset) // MIB * MIB
+        if new_len > root.length:
+            os.truncate(root_file, new_len)
+            extfs.resize(root_file, new_len, epoch=epoch)
+        else:
+            new_len = root.length
+        say(f"build: root partition {human(root.length)} -> {human(new_len)}")
+
+        base_info = {"file": o.base.name, "sha256": base_sha, "pinned": bool(pinned)}
+        manifest = populate(extfs.ExtFS(root_file, epoch), board, stage=work / "stage", epoch=epoch,
+                            wheels=wheel_files, models_dir=o.models, model_hashes=model_hashes,
+                            pin_hash=sec.pin_hash, cloud_init=bool(sec.user_data), base_info=base_info)
+        extfs.fsck(root_file, fix=False, epoch=epoch)
+
+        os.truncate(part, root.offset)           # drop the old root: what follows is all new
+        os.truncate(part, root.offset + new_len)
+        disk.copy_range(root_file, 0, part, root.offset, new_len, "build: writing the root partition back")
+        disk.set_partition(part, 2, root.start, new_len // disk.SECTOR)
+        root_file.unlink()
+
+        fat = FatPartition(part, boot.offset, epoch)
+        config = fat.read("config.txt").decode("utf-8", errors="replace")
+        fat.write("config.txt", bootcfg.render_config(config, board).encode())
+        cmdline = fat.read("cmdline.txt").decode("utf-8", errors="replace")
+        try:
+            fat.write("cmdline.txt", bootcfg.render_cmdline(cmdline, board).encode())
+        except ValueError as e:
+            raise FlashError(f"{o.base}: {e}") from None
+        for name, text in (("user-data", sec.user_data), ("network-config", sec.network_config),
+                           ("meta-data", sec.meta_data)):
+            if text:
+                fat.write(name, text.encode())
+
+        digest = disk.sha256_file(part, "build: hashing the image")
+        ranges = bmap.range_digests(part, bmap.image_blocks(part, boot, disk.Partition(
+            2, root.start, new_len // disk.SECTOR, root.type)), "build: hashing the block map")
+        size = part.stat().st_size
+        outer = dict(manifest, image={"file": o.out.name, "size": size, "sha256": digest,
+                                      "bmap": f"{o.out.name}.bmap",
+                                      "root_partition": {"start": root.start,
+                                                         "sectors": new_len // disk.SECTOR}})
+        Path(f"{o.out}.bmap").write_text(bmap.render(size, ranges))
+        Path(f"{o.out}.sha256").write_text(f"{digest}  {o.out.name}\n")
+        Path(f"{o.out}.manifest.json").write_text(json.dumps(outer, indent=2, sort_keys=True) + "\n")
+        os.replace(part, o.out)
+    finally:
+        if not o.keep_work:
+            shutil.rmtree(work, ignore_errors=True)
+        part.unlink(missing_ok=True)
+    took = time.monotonic() - started
+    print(f"built {o.out}: {human(size)}, sha256 {digest}, in {took:.1f} s")
+    return outer

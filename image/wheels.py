@@ -1,0 +1,116 @@
+"""The firmware and its dependencies as wheels for the board: tags, checks and cross-download.
+
+A wheel fits the board when its tags match the board file's Python ABI (cp311) and
+platform (manylinux_2_36_aarch64): pure-Python wheels always do, manylinux wheels for
+aarch64 do up to the board's glibc, nothing built for another CPU or Python does.
+"""
+
+import re
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from .tools import FlashError, say
+
+FIRMWARE = "glasses_firmware"
+_MANYLINUX = re.compile(r"manylinux_(\d+)_(\d+)_(\w+)$")
+_LEGACY = {"manylinux1": (2, 5), "manylinux2010": (2, 12), "manylinux2014": (2, 17)}
+
+
+@dataclass(frozen=True)
+class WheelTags:
+    name: str
+    version: str
+    pythons: frozenset[str]
+    abis: frozenset[str]
+    platforms: frozenset[str]
+
+
+def parse(filename: str) -> WheelTags:
+    """Tags from a wheel file name (PEP 427); ValueError if it is not one."""
+    if not filename.endswith(".whl"):
+        raise ValueError(f"{filename}: not a .whl file")
+    parts = filename[:-4].split("-")
+    if len(parts) not in (5, 6):
+        raise ValueError(f"{filename}: not a wheel file name (name-version-python-abi-platform.whl)")
+    name, version, py, abi, plat = parts[0], parts[1], *parts[-3:]
+    return WheelTags(name.lower(), version, frozenset(py.split(".")), frozenset(abi.split(".")),
+                     frozenset(plat.split(".")))
+
+
+def _platform_ok(plat: str, board_platform: str) -> bool:
+    if plat == "any":
+        return True
+    want = _MANYLINUX.match(board_platform)
+    if not want:
+        return plat == board_platform
+    glibc, arch = (int(want.group(1)), int(want.group(2))), want.group(3)
+    m = _MANYLINUX.match(plat)
+    if m:
+        return m.group(3) == arch and (int(m.group(1)), int(m.group(2))) <= glibc
+    legacy, _, legacy_arch = plat.partition("_")
+    return legacy in _LEGACY and legacy_arch == arch and _LEGACY[legacy] <= glibc
+
+
+def fits(tags: WheelTags, python_abi: str, board_platform: str) -> str | None:
+    """None if the wheel installs on the board, else why not."""
+    major, minor = python_abi[2], python_abi[3:]
+    pythons = {python_abi, f"py{major}", f"py{major}{minor}"}
+    # abi3 wheels built for an older CPython 3.x also load on this one.
+    abi3_ok = any(p.startswith(f"cp{major}") and p[2:].isdigit() and int(p[3:] or 0) <= int(minor)
+                  for p in tags.pythons)
+    if not tags.pythons & pythons and not abi3_ok:
+        return f"python tag {'.'.join(sorted(tags.pythons))} is not for {python_abi}"
+    if not ({"none", python_abi} & tags.abis or ("abi3" in tags.abis and abi3_ok)):
+        return f"ABI tag {'.'.join(sorted(tags.abis))} does not match {python_abi}"
+    if not any(_platform_ok(p, board_platform) for p in tags.platforms):
+        return f"platform tag {'.'.join(sorted(tags.platforms))} does not run on {board_platform}"
+    return None
+
+
+def check_dir(wheels: list[Path], python_abi: str, platform: str) -> list[str]:
+    """Problems with a set of wheels for the board (empty when they all fit)."""
+    problems, names = [], set()
+    for w in wheels:
+        try:
+            tags = parse(w.name)
+        except ValueError as e:
+            problems.append(str(e))
+            continue
+        if tags.name in names:
+            problems.append(f"{w.name}: a second wheel of {tags.name}; keep one version")
+        names.add(tags.name)
+        why = fits(tags, python_abi, platform)
+        if why:
+            problems.append(f"{w.name}: {why}")
+    if FIRMWARE not in names:
+        problems.append(f"no {FIRMWARE} wheel among {len(wheels)} wheel(s)")
+    return problems
+
+
+def _pip(args: list[str], what: str) -> None:
+    cmd = [sys.executable, "-m", "pip", *args]
+    say(f"build: {what}")
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=1800)
+    except subprocess.TimeoutExpired:
+        raise FlashError(f"{what}: pip did not finish in 30 minutes") from None
+    if proc.returncode != 0:
+        tail = "\n  ".join((proc.stderr or proc.stdout).strip().splitlines()[-8:])
+        raise FlashError(f"{what} failed: {' '.join(cmd)}\n  {tail}")
+
+
+def fetch(repo: Path, dest: Path, python_abi: str, platform: str) -> list[Path]:
+    """Build the firmware wheel and cross-download its dependencies for the board (networked)."""
+    dest.mkdir(parents=True, exist_ok=True)
+    _pip(["wheel", "--no-deps", "-q", "-w", str(dest), str(repo)],
+         "building the firmware wheel")
+    firmware = sorted(dest.glob(f"{FIRMWARE}-*.whl"))
+    if not firmware:
+        raise FlashError(f"pip wheel made no {FIRMWARE} wheel in {dest}")
+    version = python_abi[2] + "." + python_abi[3:]
+    _pip(["download", "-q", "--only-binary=:all:", "--platform", platform, "--python-version",
+          version, "--implementation", "cp", "--abi", python_abi, "-d", str(dest), str(firmware[-1])],
+         f"downloading dependencies for {platform} / {python_abi} from the package index")
+    return sorted(dest.glob("*.whl"))
