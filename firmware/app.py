@@ -13,6 +13,8 @@ from drivers.errors import GlassesError
 from . import __version__, notify
 from . import modes as m
 from .arbiter import Arbiter
+from .assistant import Assistant
+from .audio_hub import AudioHub
 from .capture import Capture
 from .cues import Cues
 from .energy import EnergyMeter
@@ -74,12 +76,15 @@ class Firmware:
         self.cues = Cues(self.board.speaker)
         self.capture = Capture(self)
         self.recorder = Recorder(self)
+        self.audio = AudioHub(self)
+        self.assistant = Assistant(self)
         self.energy = EnergyMeter(self)
         clock_listeners = getattr(clock, "listeners", None)
         if isinstance(clock_listeners, list):
             clock_listeners.append(self.energy.tick)
         self.started_at = clock.monotonic()
         self._boot_until = 0.0
+        self._active_at = self.started_at
 
     @property
     def mode(self) -> str:
@@ -91,10 +96,13 @@ class Firmware:
 
     async def start_worker(self) -> None:
         """Start the inference worker in the background; its state shows in `status`."""
+        if self.machine.policy.listening:
+            self.assistant.listener.start()
         if self.worker is None:
             return
         try:
             await self.worker.start()
+            self.events.emit("worker", "ready")
         except GlassesError as e:
             self.events.emit("fault", f"worker {e}")
 
@@ -105,12 +113,23 @@ class Firmware:
     def _gesture(self, button: str, gesture: str) -> None:
         if gesture in ("click", "double", "long"):
             self.events.emit("button", f"{button} {gesture}")
+        self.touch()
+        self.assistant.gesture(button, gesture)
+        if button == "capture" and gesture == "click" and self.machine.policy.camera:
+            self.loop.create_task(self._button_photo())
+
+    async def _button_photo(self) -> None:
+        try:
+            await self.capture.photo()
+        except GlassesError as e:
+            self.events.emit("capture", f"button photo refused: {e}")
 
     def _imu_wake(self) -> None:
         self.sample()
 
     def sample(self):
         """Read the sensors now and let the supervisor act on them (loop thread)."""
+        self._expire_interactive()
         snap = self.monitor.sample()
         self.energy.tick()
         g = snap.gauge
@@ -120,8 +139,24 @@ class Firmware:
             temperature_c=self.monitor.temperature_c))
         return snap
 
+    def interactive_timeout_s(self) -> float:
+        """How long an assistant turn may sit idle: shorter when the battery is low."""
+        base = self.supervisor.base_mode()
+        return min(m.POLICY[m.INTERACTIVE].idle_timeout_s, m.POLICY[base].idle_timeout_s)
+
+    def touch(self) -> None:
+        """Note user activity (speech, a button): restarts the idle timeout."""
+        self._active_at = self.clock.monotonic()
+
+    def _expire_interactive(self) -> None:
+        if self.machine.mode == m.INTERACTIVE and \
+                self.clock.monotonic() - self._active_at > self.interactive_timeout_s():
+            self.machine.fire("turn_done", "idle timeout")
+
     def _mode_changed(self, old: str, new: str, event: str, reason: str) -> None:
         self.energy.tick()  # the time so far belongs to the old mode
+        self._active_at = self.clock.monotonic()
+        self.assistant.mode_changed(new)
         self.events.emit("mode", f"{new} {reason}".strip())
         policy = m.POLICY[new]
         soc = self.board.soc
@@ -188,6 +223,8 @@ class Firmware:
             self.stopping.set()
 
     async def shutdown(self) -> None:
+        self.assistant.interrupt()
+        await self.audio.close()
         await self.capture.close_all("shutting down")
         await self.recorder.stop("shutting down")
         if self.worker is not None:

@@ -4,6 +4,10 @@ Numbers come from the models in the directory given; random-weight models measur
 only. `direct_*` runs onnxruntime-genai in this process on the same model, after the
 worker's runs, with the same threads, so the ratio shows what the worker costs.
 `ceiling_tok_s` = read bandwidth (all cores, measured now) / weight bytes read per token.
+
+VAD and wake word are streamed as the firmware does it: 5 s of audio sent as consecutive
+32 ms (VAD) and 80 ms (wake) requests; `direct_ms_per_s` runs the same model on the same
+chunks in this process on one thread, so the difference is the worker's per-request cost.
 """
 
 import asyncio
@@ -21,6 +25,9 @@ SYSTEM = ("You are the assistant inside a pair of AI glasses. Answer in one or t
           "sentences, in the language of the question. The wearer can see the answer "
           "as captions and hears it spoken. ") * 3
 LONG_PROMPT = "Summarise the meeting notes that follow. " + "The team met and spoke. " * 36
+AUDIO_S = 5
+VAD_CHUNK = 512      # 32 ms: the shortest request the firmware sends
+WAKE_CHUNK = 1280    # 80 ms
 
 
 def read_bandwidth_gbs(threads: int, size_mb: int = 512) -> float:
@@ -72,13 +79,14 @@ async def _time_stream(stream) -> tuple[float, float, int]:
 class DirectGenai:
     """onnxruntime-genai called directly, in this process, on the worker's model."""
 
-    def __init__(self, model_dir: Path, threads: int):
+    def __init__(self, model_dir: Path, threads: int, session_options=None):
         import onnxruntime_genai as og
         self.og = og
         cfg = og.Config(str(model_dir))
         cfg.clear_providers()
         cfg.overlay(json.dumps({"model": {"decoder": {"session_options": {
-            "intra_op_num_threads": threads, "inter_op_num_threads": 1}}}}))
+            "intra_op_num_threads": threads, "inter_op_num_threads": 1,
+            **{str(k): str(v) for k, v in (session_options or {}).items()}}}}}))
         self.model = og.Model(cfg)
         self.tok = og.Tokenizer(self.model)
 
@@ -101,6 +109,48 @@ class DirectGenai:
         return n / (time.perf_counter() - t0)
 
 
+def direct_vad_ms_per_s(m, audio: np.ndarray) -> float:
+    """Silero VAD via onnxruntime in this process, one thread, the same 32 ms chunks."""
+    from models.verify import verify_entry
+    from .worker.vad import Vad
+    vad = Vad(verify_entry(m, m.for_role("vad")), 1)
+    vad.probabilities(audio[:16000])
+    vad.reset()
+    t0 = time.perf_counter()
+    for i in range(0, len(audio), VAD_CHUNK):
+        vad.probabilities(audio[i:i + VAD_CHUNK], reset=False)
+    return (time.perf_counter() - t0) * 1000 / (len(audio) / 16000)
+
+
+def direct_wake_ms_per_s(m, audio: np.ndarray, words) -> float:
+    """pyopen-wakeword's own classes in this process (TFLite, one thread), 80 ms chunks."""
+    from pyopen_wakeword import OpenWakeWord, OpenWakeWordFeatures
+    from models.verify import verify_entry
+    files = {p.stem: p for p in verify_entry(m, m.for_role("wake"))}
+    features = OpenWakeWordFeatures.from_builtin(files["melspectrogram"].parent)
+    models = [OpenWakeWord.from_model(files[w]) for w in words]
+    pcm = (np.clip(audio, -1, 1) * 32767).astype(np.int16)
+
+    def feed(samples):
+        for i in range(0, len(samples) - WAKE_CHUNK + 1, WAKE_CHUNK):
+            for emb in features.process_streaming(samples[i:i + WAKE_CHUNK].tobytes()):
+                for model in models:
+                    for _ in model.process_streaming(emb):
+                        pass
+    feed(pcm[:16000])
+    t0 = time.perf_counter()
+    feed(pcm)
+    return (time.perf_counter() - t0) * 1000 / (len(audio) / 16000)
+
+
+async def _stream_ms_per_s(call, audio: np.ndarray, chunk: int) -> float:
+    """Send `audio` as consecutive `chunk`-sample requests; ms of wall time per s of audio."""
+    t0 = time.perf_counter()
+    for i in range(0, len(audio), chunk):
+        await call(audio[i:i + chunk])
+    return (time.perf_counter() - t0) * 1000 / (len(audio) / 16000)
+
+
 def _rss_mb(pid: int) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
@@ -108,20 +158,23 @@ def _rss_mb(pid: int) -> float:
     return float("nan")
 
 
-async def run(models_dir: Path, threads: int, tokens: int) -> dict:
+async def run(models_dir: Path, threads: int, tokens: int, session_options=None) -> dict:
     from models import manifest
     from .worker import InferenceClient
     m = manifest.load(models_dir)
     llm_dir = m.directory(m.for_role("llm"))
-    client = InferenceClient(models_dir, threads, preload=("llm",))
+    session_options = dict(session_options or {})
+    client = InferenceClient(models_dir, threads, preload=("llm",),
+                             role_options={"llm": {"session_options": session_options}})
     await client.start()
     out: dict = {"models_dir": str(models_dir), "threads": threads, "llm": {"model": llm_dir.name},
-                 "random_weights": m.models[llm_dir.name].random_weights}
+                 "random_weights": m.models[llm_dir.name].random_weights,
+                 "session_options": session_options}
     try:
         llm = out["llm"]
         loop = asyncio.get_running_loop()
-        direct = await loop.run_in_executor(None, DirectGenai, llm_dir, threads)
-        ttft_ms, decode, direct_decode, cached = [], [], [], []
+        direct = await loop.run_in_executor(None, DirectGenai, llm_dir, threads, session_options)
+        ttft_ms, decode, direct_decode, cached, cached_n = [], [], [], [], 0
         prefill_ttft, prefill_n = [], 0
         for r in range(ROUNDS):
             system = f"[{r}] " + SYSTEM  # a new system prompt: nothing cached
@@ -132,21 +185,32 @@ async def run(models_dir: Path, threads: int, tokens: int) -> dict:
             # Interleaved with the worker's runs, so both see the same machine load.
             direct_decode.append(await loop.run_in_executor(
                 None, direct.decode_tok_s, tokens, system))
-            t, _, _ = await _time_stream(client.generate("And now?", system=system, max_tokens=2))
+            s = client.generate("And now?", system=system, max_tokens=2)
+            t, _, _ = await _time_stream(s)
             cached.append(t * 1000)
+            cached_n = s.result["prefill_tokens"]
             s = client.generate(LONG_PROMPT + f" ({r})", max_tokens=1)
             t, _, _ = await _time_stream(s)
             prefill_ttft.append(t)
             prefill_n = s.result["prefill_tokens"]
         del direct
-        llm.update(decode_tok_s=max(decode), direct_decode_tok_s=max(direct_decode), ttft_ms=min(ttft_ms), ttft_cached_ms=min(cached),
+        llm.update(decode_tok_s=max(decode), direct_decode_tok_s=max(direct_decode),
+                   ttft_ms=min(ttft_ms), ttft_cached_ms=min(cached),
+                   ttft_cached_new_tokens=cached_n,
                    prefill_tok_s=prefill_n / min(prefill_ttft), prefill_tokens=prefill_n)
-        audio = (np.random.default_rng(0).standard_normal(16000 * 5) * 0.05).astype(np.float32)
-        for role, call in (("vad", client.vad), ("wake", client.wake)):
-            await call(audio[:16000])  # load
-            t0 = time.perf_counter()
-            await call(audio)
-            out[role] = {"ms_per_s": (time.perf_counter() - t0) * 1000 / 5}
+        audio = (np.random.default_rng(0).standard_normal(16000 * AUDIO_S) * 0.05).astype(np.float32)
+        for role, call, chunk in (("vad", client.vad, VAD_CHUNK), ("wake", client.wake, WAKE_CHUNK)):
+            await call(audio[:16000], reset=True)  # load
+            best = min([await _stream_ms_per_s(call, audio, chunk) for _ in range(ROUNDS)])
+            out[role] = {"ms_per_s": best, "chunk_ms": chunk * 1000 // 16000,
+                         "requests_per_s": 16000 / chunk}
+        direct_vad = min(direct_vad_ms_per_s(m, audio) for _ in range(ROUNDS))
+        direct_wake = min(direct_wake_ms_per_s(m, audio, client.wake_words) for _ in range(ROUNDS))
+        for role, direct_ms in (("vad", direct_vad), ("wake", direct_wake)):
+            r = out[role]
+            r["direct_ms_per_s"] = direct_ms
+            r["overhead_ms_per_request"] = (r["ms_per_s"] - direct_ms) / r["requests_per_s"]
+        out["wake"]["words"] = list(client.wake_words)
         await client.transcribe(audio[:16000])
         t0 = time.perf_counter()
         await client.transcribe(audio)
@@ -169,13 +233,13 @@ async def run(models_dir: Path, threads: int, tokens: int) -> dict:
 
 
 def main(models_dir: Path | None, as_json: bool = False, threads: int | None = None,
-         decode_tokens: int = 128) -> int:
+         decode_tokens: int = 128, session_options=None) -> int:
     from models import build_test
     if models_dir is None:
         real = build_test.DEFAULT_OUT.parent / "real-build"
         models_dir = real if (real / "manifest.toml").exists() else build_test.DEFAULT_OUT
     threads = threads or os.cpu_count() or 1
-    result = asyncio.run(run(Path(models_dir), threads, decode_tokens))
+    result = asyncio.run(run(Path(models_dir), threads, decode_tokens, session_options))
     if as_json:
         print(json.dumps(result, default=float))
         return 0
@@ -187,6 +251,7 @@ def main(models_dir: Path | None, as_json: bool = False, threads: int | None = N
           f"{llm['ttft_ms']:.0f} ms, cached {llm['ttft_cached_ms']:.0f} ms; ceiling "
           f"{llm['ceiling_tok_s']:.0f} tok/s ({llm['fraction_of_ceiling']:.0%})")
     print(f"asr  rtf {result['asr']['rtf']:.3f}   tts rtf {result['tts']['rtf']:.3f}   "
-          f"vad {result['vad']['ms_per_s']:.1f} ms/s   wake {result['wake']['ms_per_s']:.1f} ms/s")
+          f"vad {result['vad']['ms_per_s']:.1f} ms/s (direct {result['vad']['direct_ms_per_s']:.1f})   "
+          f"wake {result['wake']['ms_per_s']:.1f} ms/s (direct {result['wake']['direct_ms_per_s']:.1f})")
     print(f"rss  worker {result['rss_mb']:.0f} MB, firmware {result['rss_firmware_mb']:.0f} MB")
     return 0

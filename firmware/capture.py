@@ -22,8 +22,6 @@ log = logging.getLogger("glasses.capture")
 
 LED_WATCH_S = 0.2          # how often a running video re-checks the LED read-back
 MAX_VIDEO_S = 600.0
-MIN_VIDEO_PERCENT = 20.0   # battery budget for starting a video
-THERMAL_MARGIN_C = 5.0     # no video within this much of the HOT threshold
 
 
 class CaptureRefused(GlassesError, RuntimeError):
@@ -52,13 +50,15 @@ class Capture:
         if video:
             if not policy.video:
                 raise CaptureRefused(f"no video in {mode} mode; charge the battery or stop the recording")
+            # Budgets from the board file: battery floor and thermal margin for video.
             pct = fw.supervisor.conditions.percent
-            if pct is not None and pct < MIN_VIDEO_PERCENT and not fw.supervisor.conditions.charging:
-                raise CaptureRefused(f"battery {pct:.0f} % is below {MIN_VIDEO_PERCENT:.0f} % "
+            floor = fw.config.battery.video_min_percent
+            if pct is not None and pct < floor and not fw.supervisor.conditions.charging:
+                raise CaptureRefused(f"battery {pct:.0f} % is below {floor:g} % "
                                      "for video; charge first")
             t = fw.supervisor.conditions.temperature_c
             hot = fw.config.thermal.hot_c
-            if t is not None and t > hot - THERMAL_MARGIN_C:
+            if t is not None and t > hot - fw.config.thermal.video_margin_c:
                 raise CaptureRefused(f"{t:.0f} C is too close to the {hot:g} C limit for video")
 
     def _enter(self) -> bool:

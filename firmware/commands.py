@@ -25,14 +25,15 @@ class Command:
     usage: str
     summary: str
     handler: Callable[..., Awaitable[list[str]]]
+    raw: bool = False    # the handler gets the rest of the line as one argument, unparsed
 
 
 REGISTRY: dict[str, Command] = {}
 
 
-def command(name: str, usage: str, summary: str):
+def command(name: str, usage: str, summary: str, raw: bool = False):
     def register(fn):
-        REGISTRY[name] = Command(name, usage, summary, fn)
+        REGISTRY[name] = Command(name, usage, summary, fn, raw)
         return fn
     return register
 

@@ -105,11 +105,10 @@ class Session:
         if not line.text:
             return ["OK"]
         try:
-            args = split(line.text)
-            if not args:
-                return ["OK"]
-            name, rest = args[0], args[1:]
+            name, *tail = line.text.split(None, 1)
             cmd = REGISTRY.get(name)
+            # Free text (ask) is taken as typed: apostrophes are words there, not quotes.
+            rest = tail if cmd is not None and cmd.raw else split(line.text)[1:]
             if cmd is None:
                 raise CommandError(f"unknown command '{name[:40]}'; type help for the list")
             if not self.gate.allows(name):

@@ -20,7 +20,8 @@ class EventBus:
 
     def emit(self, kind: str, detail: str = "") -> None:
         """Call on the loop thread. `kind` is one word: mode, capture, fault, button, ..."""
-        text = f"{kind} {detail}".strip().replace("\n", " ")
+        # One printable line: transcripts of noise can hold anything.
+        text = "".join(ch if ch.isprintable() else " " for ch in f"{kind} {detail}".strip())
         self.recent.append(text)
         logging.getLogger("glasses.events").info("%s", text)
         for callback in list(self._subscribers):

@@ -61,3 +61,13 @@ async def cmd_record(session, args):
     except RecordingRefused as e:
         raise CommandError(f"record refused: {e}") from None
     raise CommandError("usage: record start|stop")
+
+
+@command("ask", "ask TEXT", "a text turn for the assistant: the reply is spoken and printed",
+         raw=True)
+async def cmd_ask(session, args):
+    text = " ".join(args).strip()
+    if not text:
+        raise CommandError("usage: ask TEXT, e.g. ask what's the battery")
+    reply = await session.fw.assistant.ask(text)
+    return reply.splitlines() or ["(no answer)"]

@@ -77,8 +77,15 @@ def cmd_build_test(args) -> int:
 
 def cmd_bench(args) -> int:
     from . import bench
+    options = {}
+    for kv in args.session_option or ():
+        key, sep, value = kv.partition("=")
+        if not sep or not key:
+            print(f"glasses: error: --session-option wants KEY=VALUE, got {kv!r}", file=sys.stderr)
+            return 2
+        options[key] = value
     return bench.main(_models_dir(args), as_json=args.json, threads=args.threads,
-                      decode_tokens=args.tokens)
+                      decode_tokens=args.tokens, session_options=options)
 
 
 def add_subcommands(subparsers) -> None:
@@ -120,4 +127,7 @@ def add_subcommands(subparsers) -> None:
     be.add_argument("--json", action="store_true", help="one JSON object")
     be.add_argument("--threads", type=int, default=None, help="inference threads (default: all cores)")
     be.add_argument("--tokens", type=int, default=128, help="tokens to decode per LLM run")
+    be.add_argument("--session-option", action="append", metavar="KEY=VALUE",
+                    help="onnxruntime session config entry for the LLM (worker and direct), "
+                         "e.g. session.intra_op.allow_spinning=0")
     be.set_defaults(func=cmd_bench)

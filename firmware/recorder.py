@@ -22,7 +22,6 @@ from .arbiter import Busy
 log = logging.getLogger("glasses.recorder")
 
 RATE_HZ = 16000
-CHUNK_S = 0.5
 SEGMENT_S = 30.0
 GAP_REPORT_S = 3.0
 
@@ -60,23 +59,24 @@ class Recorder:
         self._info = {"started": wall, "rate_hz": RATE_HZ, "segment_s": SEGMENT_S}
         write_atomic(self.dir / "info.json", json.dumps(self._info).encode())
         fw.machine.fire("record_start", "meeting recording started")
-        await fw.run_blocking(fw.board.microphones.start)
         self.task = asyncio.create_task(self._run(), name="recorder")
         fw.events.emit("record", f"started {self.dir.name}")
         return self.dir
 
     async def _run(self) -> None:
-        # Poll on the firmware's clock rather than block a thread on the microphones, so
-        # the recorder runs the same on virtual time (simulate-day) as on real time.
-        mics, buf, have, quiet_polls = self.fw.board.microphones, [], 0, 0
+        # Audio arrives through the hub (the one reader of the microphones); segments are
+        # cut here on the firmware's clock, so virtual time (simulate-day) works the same.
+        buf, have, quiet_polls = [], 0, 0
+        queue: asyncio.Queue = asyncio.Queue()
+        self.fw.audio.subscribe("meeting", queue.put_nowait)
         per_segment = int(RATE_HZ * SEGMENT_S)
         try:
             while True:
-                await self.fw.clock.asleep(CHUNK_S)
-                chunk = mics.read_speech_available()
-                if len(chunk) == 0:
+                try:
+                    chunk = await asyncio.wait_for(queue.get(), GAP_REPORT_S)
+                except asyncio.TimeoutError:
                     quiet_polls += 1
-                    if quiet_polls == int(GAP_REPORT_S / CHUNK_S):
+                    if quiet_polls == 1:
                         self.fw.events.emit("fault", "microphones: no audio for the recording")
                     continue
                 quiet_polls = 0
@@ -86,6 +86,9 @@ class Recorder:
                     await self._flush(buf)
                     buf, have = [], 0
         finally:
+            self.fw.audio.unsubscribe("meeting")
+            while not queue.empty():
+                buf.append(queue.get_nowait())
             if buf:
                 await asyncio.shield(self._flush(buf))
 

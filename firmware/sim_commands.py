@@ -11,7 +11,7 @@ from pathlib import Path
 
 from drivers.errors import GlassesError
 
-from .commands import CommandError, command
+from .commands import CommandError, command, split
 
 ESPEAK_VOICES = {"en": "en-us", "zh": "cmn", "ko": "ko"}
 CLICK_HOLD_S = 0.08
@@ -46,15 +46,19 @@ def _number(text, what, usage):
         raise CommandError(f"{what} must be a number, got '{text[:20]}'; usage: {usage}") from None
 
 
-@command("sim", "sim SUBCOMMAND ...", "sim board only: buttons, speech, scene, wear, battery, faults")
+@command("sim", "sim SUBCOMMAND ...", "sim board only: buttons, speech, scene, wear, battery, faults",
+         raw=True)
 async def cmd_sim(session, args):
     fw = session.fw
     sim = fw.board.sim
     if sim is None:
         raise CommandError(f"sim commands work only on the sim board; this is {fw.config.name}")
-    if not args:
+    if not args or not args[0].strip():
         return USAGE
-    sub, rest = args[0], args[1:]
+    sub, *tail = args[0].split(None, 1)
+    # `sim say` takes its text as typed (apostrophes are words); the rest is tokenized.
+    rest = (tail[0].split(None, 2)[:2] + [tail[0].split(None, 2)[2]] if tail and tail[0].startswith("--lang ")
+            and len(tail[0].split(None, 2)) == 3 else tail) if sub == "say" else split(" ".join(tail))
     handler = SUBCOMMANDS.get(sub)
     if handler is None:
         raise CommandError(f"unknown sim command '{sub[:20]}'; one of: {', '.join(SUBCOMMANDS)}")

@@ -69,3 +69,11 @@ def shared_firmware(tmp_path_factory):
 
 def pytest_configure(config):
     os.environ.setdefault("PYTHONUNBUFFERED", "1")
+
+
+@pytest.fixture(scope="session")
+def test_models():
+    """The offline test models (built once by the project's own script, then reused)."""
+    from models import build_test
+    build_test.build(build_test.DEFAULT_OUT, log=lambda *a: None)
+    return build_test.DEFAULT_OUT

@@ -12,8 +12,8 @@ import time
 import numpy as np
 import pytest
 
-from firmware.worker import (InferenceClient, RequestCancelled, SupervisorSettings, WorkerCrashed,
-                             WorkerDegraded)
+from firmware.worker import (InferenceClient, RemoteError, RequestCancelled, SupervisorSettings,
+                             WorkerCrashed, WorkerDegraded)
 from firmware.worker import protocol as P
 from firmware.worker.supervisor import diagram
 from models import build_test
@@ -78,7 +78,7 @@ def test_every_role_answers_through_the_worker(models_dir):
             silence = np.zeros(16000, np.float32)
             probs = await client.vad(silence)
             assert probs.shape == (31,) and probs.max() < 0.5
-            assert set(await client.wake(silence)) >= {"hey_jarvis"}
+            assert set(await client.wake(silence)) == {"hey_jarvis"}  # only the selected word
             stream = client.transcribe_stream(np.random.default_rng(0).standard_normal(16000) * 0.1)
             partials = [p async for p in stream]
             assert stream.result["text"] == (partials[-1] if partials else "")
@@ -93,6 +93,62 @@ def test_every_role_answers_through_the_worker(models_dir):
         finally:
             await client.stop()
         assert client.state == "stopped"
+    run(main())
+
+
+def test_vad_and_wake_stream_across_requests(models_dir):
+    async def main():
+        client = await started(models_dir)
+        try:
+            speechless = np.random.default_rng(1).standard_normal(16000).astype(np.float32) * 0.05
+            whole = await client.vad(speechless, reset=True)
+            await client.vad(np.zeros(0, np.float32), reset=True)
+            # Uneven pieces: samples short of a 32 ms chunk wait for the next request.
+            pieces = [await client.vad(speechless[i:i + 700]) for i in range(0, 16000, 700)]
+            assert np.allclose(np.concatenate(pieces), whole, atol=1e-6)
+            assert len(whole) == 31
+            once = await client.wake(speechless, reset=True)
+            await client.wake(np.zeros(0, np.float32), reset=True)
+            streamed = [await client.wake(speechless[i:i + 1280]) for i in range(0, 16000, 1280)]
+            assert max(s["hey_jarvis"] for s in streamed) == pytest.approx(once["hey_jarvis"], abs=1e-6)
+        finally:
+            await client.stop()
+    run(main())
+
+
+def test_only_the_chosen_wake_words_run(models_dir):
+    async def main():
+        client = InferenceClient(models_dir, threads=1, settings=FAST, wake_words=("okay_nabu",))
+        await client.start(timeout_s=60)
+        try:
+            chunk = np.zeros(1280, np.float32)
+            assert set(await client.wake(chunk)) == {"okay_nabu"}
+            assert set(await client.wake(chunk, models=("hey_jarvis", "okay_nabu"))) == {
+                "hey_jarvis", "okay_nabu"}
+            with pytest.raises(RemoteError, match="'alexa' is not one of the wake model's words"):
+                await client.wake(chunk, models=("alexa",))
+        finally:
+            await client.stop()
+    run(main())
+
+
+def test_wake_and_vad_answer_while_the_llm_generates(models_dir):
+    async def main():
+        client = await started(models_dir)
+        try:
+            chunk = np.zeros(1280, np.float32)
+            await client.wake(chunk)   # loaded before the LLM occupies the main lane
+            long = client.generate("tell me everything", max_tokens=1900)
+            it = long.__aiter__()
+            await it.__anext__()
+            await asyncio.wait_for(client.wake(chunk), 2.0)
+            await asyncio.wait_for(client.vad(chunk), 2.0)
+            assert not long.finished   # served beside the generation, not after it
+            long.cancel()
+            with pytest.raises(RequestCancelled):
+                await long.wait()
+        finally:
+            await client.stop()
     run(main())
 
 

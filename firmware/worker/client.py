@@ -7,6 +7,11 @@
     text = await client.transcribe(audio_16k_float32)
     await client.stop()
 
+Streaming audio roles: `await client.vad(chunk)` and `await client.wake(chunk)` take
+consecutive chunks of one 16 kHz stream (any length; 32-96 ms and 80 ms are the usual);
+the worker keeps the stream's state between calls until `reset=True`. Only the wake words
+named by `wake_words` (default "hey_jarvis") are loaded and run.
+
 Every request has an id, a deadline (`timeout_s`) and a priority; `cancel(id)` stops it
 and the stream then raises `RequestCancelled` (nothing of that request arrives after).
 """
@@ -18,11 +23,14 @@ import time
 
 import numpy as np
 
+from drivers.errors import ConfigError
+
 from . import protocol as P
 from .errors import DeadlineExceeded, RequestCancelled, WorkerCrashed, from_worker
 from .supervisor import Supervisor, SupervisorSettings
 
 log = logging.getLogger("glasses.worker")
+DEFAULT_WAKE_WORDS = ("hey_jarvis",)   # the product's wake word
 DEADLINE_GRACE_S = 2.0   # the worker reports its own deadline; this covers a silent worker
 
 
@@ -83,12 +91,21 @@ class InferenceClient:
     """Supervised inference worker. `state` is one of `supervisor.STATES`."""
 
     def __init__(self, models_dir, threads: int, clock=None, *, preload=(),
-                 settings: SupervisorSettings | None = None):
+                 settings: SupervisorSettings | None = None,
+                 wake_words: tuple[str, ...] = DEFAULT_WAKE_WORDS,
+                 role_options: dict | None = None):
         self._ids = itertools.count(1)
         self._pending: dict[int, Stream] = {}
         self.stray_messages = 0   # messages for requests already finished: must stay 0
+        self.wake_words = tuple(wake_words)
+        if not self.wake_words:
+            raise ConfigError("wake_words needs at least one wake word")
+        # Per-role settings the worker passes to the role's class (JSON-able), e.g.
+        # {"llm": {"session_options": {"session.intra_op.allow_spinning": "0"}}}.
+        options = {role: dict(kw) for role, kw in (role_options or {}).items()}
+        options.setdefault("wake", {})["words"] = list(self.wake_words)
         self.supervisor = Supervisor(models_dir, threads, settings or SupervisorSettings(),
-                                     self._on_message, self._on_failure, clock, preload)
+                                     self._on_message, self._on_failure, clock, preload, options)
 
     @property
     def state(self) -> str:
@@ -164,16 +181,31 @@ class InferenceClient:
     async def transcribe(self, audio: np.ndarray, **kw) -> str:
         return (await self.transcribe_stream(audio, **kw).wait())["text"]
 
-    async def vad(self, audio: np.ndarray, timeout_s: float = 10.0) -> np.ndarray:
-        """Speech probability per 512-sample (32 ms) chunk of 16 kHz audio."""
-        r = await self.request("vad", arrays={"audio": _f32(audio)}, priority=P.PRIORITY_INTERACTIVE,
-                               timeout_s=timeout_s).wait()
+    async def vad(self, audio: np.ndarray, timeout_s: float = 10.0, *,
+                  reset: bool = False) -> np.ndarray:
+        """Speech probability per 512-sample (32 ms) chunk of 16 kHz audio.
+
+        `audio` continues the stream of the previous call (model state, and samples short
+        of a whole chunk, carry over), so a call returns one value per chunk it completes;
+        `reset=True` starts a new stream with this audio.
+        """
+        r = await self.request("vad", {"reset": True} if reset else {}, {"audio": _f32(audio)},
+                               priority=P.PRIORITY_INTERACTIVE, timeout_s=timeout_s).wait()
         return np.asarray(r["probabilities"], np.float32)
 
-    async def wake(self, audio: np.ndarray, timeout_s: float = 10.0) -> dict[str, float]:
-        """Highest probability per wake-word model over the audio."""
-        r = await self.request("wake", arrays={"audio": _f32(audio)}, priority=P.PRIORITY_INTERACTIVE,
-                               timeout_s=timeout_s).wait()
+    async def wake(self, audio: np.ndarray, timeout_s: float = 10.0, *, reset: bool = False,
+                   models: tuple[str, ...] | None = None) -> dict[str, float]:
+        """{wake word: highest probability over the 80 ms steps this audio completes}.
+
+        Consecutive calls are one stream (the 8 s feature window carries over; `reset=True`
+        refills it with silence). `models` picks the wake words for this call (default:
+        the client's `wake_words`); a word not loaded yet is loaded on first use.
+        """
+        args = {"models": list(models or self.wake_words)}
+        if reset:
+            args["reset"] = True
+        r = await self.request("wake", args, {"audio": _f32(audio)},
+                               priority=P.PRIORITY_INTERACTIVE, timeout_s=timeout_s).wait()
         return r["scores"]
 
     async def commands(self, audio: np.ndarray, phrases: list[str], timeout_s: float = 10.0) -> dict:

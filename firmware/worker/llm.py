@@ -23,13 +23,14 @@ class LlmError(GlassesError, RuntimeError):
 class Llm:
     """Chat completion with streaming; `should_stop()` is polled between tokens."""
 
-    def __init__(self, files, threads: int):
+    def __init__(self, files, threads: int, session_options: dict | None = None):
         model_dir = next(p for p in files if p.name == "genai_config.json").parent
         try:
             cfg = og.Config(str(model_dir))
             cfg.clear_providers()  # CPU
             cfg.overlay(json.dumps({"model": {"decoder": {"session_options": {
-                "intra_op_num_threads": int(threads), "inter_op_num_threads": 1}}}}))
+                "intra_op_num_threads": int(threads), "inter_op_num_threads": 1,
+                **{str(k): str(v) for k, v in (session_options or {}).items()}}}}}))
             self.model = og.Model(cfg)
             self.tokenizer = og.Tokenizer(self.model)
         except Exception as e:  # genai raises plain RuntimeError/OSError from C++: translate here

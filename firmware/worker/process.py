@@ -2,7 +2,9 @@
 
 Threads: the main thread reads the pipe (requests go to a priority queue, cancels set a
 flag at once); one compute thread runs requests one at a time, highest priority first,
-checking its cancel flag and deadline between tokens; a heartbeat thread says "alive"
+checking its cancel flag and deadline between tokens; a second, "light" compute thread
+runs the streaming audio roles (VAD, wake word: about a millisecond per call), so an 80 ms
+wake-word chunk is not stuck behind a long LLM answer; a heartbeat thread says "alive"
 every `heartbeat_s`. If the whole process is stopped (SIGSTOP) or stuck in native code
 with the GIL held, the heartbeats stop and the supervisor restarts it.
 """
@@ -23,6 +25,14 @@ from .roles import Roles
 log = logging.getLogger("glasses.worker")
 
 
+LANES = ("main", "light")
+LIGHT_KINDS = ("vad", "wake")
+
+
+def _lane(kind: str) -> str:
+    return "light" if kind in LIGHT_KINDS else "main"
+
+
 class _Job:
     def __init__(self, req: P.Request):
         self.req = req
@@ -30,13 +40,13 @@ class _Job:
 
 
 class Worker:
-    def __init__(self, conn, models_dir, threads: int, heartbeat_s: float):
+    def __init__(self, conn, models_dir, threads: int, heartbeat_s: float, options=None):
         self.conn = conn
         self.heartbeat_s = heartbeat_s
-        self.roles = Roles(models_dir, threads)
+        self.roles = Roles(models_dir, threads, options)
         self.send_lock = threading.Lock()
         self.cond = threading.Condition()
-        self.queue: list = []
+        self.queues: dict[str, list] = {lane: [] for lane in LANES}
         self.jobs: dict[int, _Job] = {}
         self.seq = itertools.count()
         self.stopping = threading.Event()
@@ -51,8 +61,10 @@ class Worker:
         hb.start()
         for role in preload:
             self.roles.get(role)
-        compute = threading.Thread(target=self._compute, name="compute", daemon=True)
-        compute.start()
+        computes = [threading.Thread(target=self._compute, args=(lane,), name=f"compute-{lane}",
+                                     daemon=True) for lane in LANES]
+        for compute in computes:
+            compute.start()
         self.send({"op": "ready", "pid": os.getpid(), "protocol": P.PROTOCOL_VERSION})
         try:
             while not self.stopping.is_set():
@@ -65,7 +77,8 @@ class Worker:
             self.stopping.set()
             with self.cond:
                 self.cond.notify_all()
-            compute.join(timeout=5.0)
+            for compute in computes:
+                compute.join(timeout=5.0)
 
     def _dispatch(self, msg: dict) -> None:
         if msg["op"] == "stop":
@@ -76,10 +89,11 @@ class Worker:
                 if job is None:
                     return  # already finished: its terminal message is on its way
                 job.cancelled.set()
-                queued = any(j is job for _, _, j in self.queue)
+                queue = self.queues[_lane(job.req.kind)]
+                queued = any(j is job for _, _, j in queue)
                 if queued:
-                    self.queue = [e for e in self.queue if e[2] is not job]
-                    heapq.heapify(self.queue)
+                    queue[:] = [e for e in queue if e[2] is not job]
+                    heapq.heapify(queue)
                     del self.jobs[job.req.id]
             if queued:
                 self.send({"op": "cancelled", "id": job.req.id})
@@ -88,8 +102,8 @@ class Worker:
             job = _Job(req)
             with self.cond:
                 self.jobs[req.id] = job
-                heapq.heappush(self.queue, (req.priority, next(self.seq), job))
-                self.cond.notify()
+                heapq.heappush(self.queues[_lane(req.kind)], (req.priority, next(self.seq), job))
+                self.cond.notify_all()  # two lanes wait on it: wake the right one
 
     def _heartbeat(self) -> None:
         while not self.stopping.wait(self.heartbeat_s):
@@ -98,14 +112,15 @@ class Worker:
             except (OSError, ValueError):
                 return
 
-    def _compute(self) -> None:
+    def _compute(self, lane: str) -> None:
+        queue = self.queues[lane]
         while True:
             with self.cond:
-                while not self.queue and not self.stopping.is_set():
+                while not queue and not self.stopping.is_set():
                     self.cond.wait()
                 if self.stopping.is_set():
                     return
-                _, _, job = heapq.heappop(self.queue)
+                _, _, job = heapq.heappop(queue)
             try:
                 self._run(job)
             except (OSError, ValueError):
@@ -147,10 +162,11 @@ class _Deadline(Exception):
     pass
 
 
-def worker_main(conn, models_dir, threads: int, heartbeat_s: float, preload=()) -> None:
-    """Entry point of the spawned process."""
+def worker_main(conn, models_dir, threads: int, heartbeat_s: float, preload=(),
+                options=None) -> None:
+    """Entry point of the spawned process; `options` are per-role settings (see Roles)."""
     logging.basicConfig(level=logging.WARNING, format="worker %(levelname)s %(message)s")
-    worker = Worker(conn, models_dir, threads, heartbeat_s)
+    worker = Worker(conn, models_dir, threads, heartbeat_s, options)
     try:
         worker.run(preload)
     except GlassesError as e:

@@ -29,9 +29,16 @@ KIND_ROLE = {"generate": "llm", "transcribe": "asr", "vad": "vad", "wake": "wake
 
 
 class Roles:
-    def __init__(self, models_dir, threads: int):
+    """`options` maps a role to keyword arguments of its class, e.g. {"wake": {"words": [..]}}.
+
+    The main compute thread loads the heavy roles and the light one loads VAD and wake
+    word (see process.py), so two threads never load the same role.
+    """
+
+    def __init__(self, models_dir, threads: int, options: dict | None = None):
         self.models_dir = models_dir
         self.threads = threads
+        self.options = dict(options or {})
         self.loaded: dict[str, object] = {}
         self.manifest = manifest_mod.load(models_dir)
 
@@ -45,7 +52,7 @@ class Roles:
                     raise
                 self.loaded[role] = EspeakTts()  # no voice installed: espeak-ng speaks
                 return self.loaded[role]
-            self.loaded[role] = ROLE_CLASSES[role](files, self.threads)
+            self.loaded[role] = ROLE_CLASSES[role](files, self.threads, **self.options.get(role, {}))
         return self.loaded[role]
 
     def serve(self, req: P.Request, should_stop):
@@ -69,10 +76,13 @@ class Roles:
                 yield "item", text
             yield "result", {"text": text}
         elif req.kind == "vad":
-            yield "result", {"probabilities": role.probabilities(tensors["audio"]).tolist()}
+            # A stream: state carries over between requests unless the caller resets it.
+            probs = role.probabilities(tensors["audio"], bool(a.get("reset", False)))
+            yield "result", {"probabilities": probs.tolist()}
         elif req.kind == "wake":
             # Resetting refills the feature window with 8 s of silence: only on request.
-            yield "result", {"scores": role.scores(tensors["audio"], bool(a.get("reset", False)))}
+            yield "result", {"scores": role.scores(tensors["audio"], bool(a.get("reset", False)),
+                                                   a.get("models"))}
         elif req.kind == "commands":
             yield "result", role.recognise(tensors["audio"], list(a["phrases"]))
         elif req.kind == "tts":

@@ -65,7 +65,7 @@ class Supervisor:
     """Owns one worker process at a time; `on_message(msg)` gets every routed message."""
 
     def __init__(self, models_dir, threads: int, settings: SupervisorSettings, on_message,
-                 on_failure, clock=None, preload=()):
+                 on_failure, clock=None, preload=(), options=None):
         self.models_dir = None if models_dir is None else str(models_dir)
         self.threads = threads
         self.settings = settings
@@ -73,6 +73,7 @@ class Supervisor:
         self.on_failure = on_failure      # called with the reason; fails in-flight requests
         self.clock = clock or Clock()
         self.preload = tuple(preload)
+        self.options = dict(options or {})   # per-role settings for the worker (JSON-able)
         self.state = "not_started"
         self.reason = ""
         self.ready = asyncio.Event()
@@ -114,7 +115,8 @@ class Supervisor:
         parent, child = self._ctx.Pipe(duplex=True)
         proc = self._ctx.Process(target=worker_main, name="glasses-inference", daemon=True,
                                  args=(child, self.models_dir, self.threads,
-                                       self.settings.heartbeat_interval_s, self.preload))
+                                       self.settings.heartbeat_interval_s, self.preload,
+                                       self.options))
         proc.start()
         child.close()  # only the worker holds its end, so its death reads as EOF here
         self.proc, self.conn = proc, parent

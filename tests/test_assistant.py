@@ -1,0 +1,182 @@
+"""The voice assistant end to end on the sim board: espeak-ng speech into the microphones,
+the real models through the worker, what lands on disk and what the speaker played."""
+
+import time
+
+import numpy as np
+import pytest
+
+from firmware import intents
+from tests.conftest import RunningFirmware
+
+
+@pytest.fixture
+def assistant_fw(tmp_path, test_models):
+    fw = RunningFirmware(tmp_path, extra=("--models", str(test_models)))
+    deadline = time.monotonic() + 60
+    while fw.cmd("status --json").json()["worker"]["state"] != "ready":
+        assert time.monotonic() < deadline, "worker did not start"
+        time.sleep(0.3)
+    assert fw.cmd("events on").ok
+    yield fw
+    fw.stop()
+
+
+def wait_event(fw, predicate, timeout_s=20.0, seen=None):
+    """Poll the console until an EVT line satisfies `predicate`; returns all events seen."""
+    seen = [] if seen is None else seen
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        seen += fw.cmd("version").events
+        if any(predicate(e) for e in seen):
+            return seen
+        time.sleep(0.2)
+    raise AssertionError(f"no matching event in {seen}")
+
+
+def speaker_files(fw):
+    return [line for line in fw.cmd("sim speaker").lines if line.endswith(" s")]
+
+
+def test_wake_word_then_take_a_photo(assistant_fw):
+    fw = assistant_fw
+    assert fw.cmd("sim say hey jarvis").ok
+    events = wait_event(fw, lambda e: e.startswith("assistant listening (wake word)"))
+    assert fw.cmd("sim say take a photo").ok
+    events = wait_event(fw, lambda e: e == "speak Photo taken.", seen=events)
+    assert any(e.startswith("assistant command photo") for e in events)
+    assert any(e.startswith("mode CAPTURE") for e in events)          # through the interlock
+    photos = list((fw.data_dir / "photos").glob("*.jpg"))
+    assert len(photos) == 1 and photos[0].read_bytes()[:2] == b"\xff\xd8"
+    deadline = time.monotonic() + 10
+    while len(speaker_files(fw)) < 3 and time.monotonic() < deadline:   # earcons + confirmation
+        time.sleep(0.2)
+    assert len(speaker_files(fw)) >= 3
+
+
+def test_whats_the_battery_speaks_the_gauge(assistant_fw):
+    fw = assistant_fw
+    assert fw.cmd("sim battery 63").ok
+    assert fw.cmd("sim button action click").ok                      # tap to talk
+    events = wait_event(fw, lambda e: e.startswith("assistant listening (button)"))
+    assert fw.cmd("sim say what's the battery").ok
+    wait_event(fw, lambda e: e == "speak Battery is 63 percent.", seen=events)
+    assert fw.cmd("ask what's the battery").lines == ["Battery is 63 percent."]
+
+
+def test_open_question_goes_through_the_llm_and_speaks(assistant_fw):
+    fw = assistant_fw
+    before = len(speaker_files(fw))
+    reply = fw.cmd("ask why is the sky blue")
+    assert reply.ok and reply.lines
+    events = wait_event(fw, lambda e: e.startswith("assistant answered"))
+    assert any(e.startswith("speak ") for e in events)
+    deadline = time.monotonic() + 15
+    while len(speaker_files(fw)) <= before and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert len(speaker_files(fw)) > before
+
+
+def test_action_button_interrupts_an_answer_and_listens(assistant_fw):
+    fw = assistant_fw
+    reply = fw.cmd("ask why is the sky blue")                         # returns while speaking
+    assert reply.ok
+    assert fw.cmd("sim button action click").ok
+    events = wait_event(fw, lambda e: e.startswith("assistant listening (button)"))
+    status = fw.cmd("status --json").json()
+    assert status["mode"] == "INTERACTIVE"
+    # The interrupted answer was cut short: its WAV is shorter than the same answer whole.
+    fw.cmd("sim say nothing")                       # let the listening turn end
+    wait_event(fw, lambda e: e.startswith("assistant heard") or e == "assistant heard nothing",
+               timeout_s=30, seen=events)
+
+
+def test_speech_not_addressed_to_the_glasses_does_nothing(assistant_fw):
+    fw = assistant_fw
+    played = len(speaker_files(fw))
+    assert fw.cmd("sim say the weather is really nice today").ok
+    time.sleep(5)
+    events = fw.cmd("version").events
+    assert not [e for e in events if e.startswith(("assistant", "speak", "capture"))], events
+    assert len(speaker_files(fw)) == played
+    assert fw.cmd("status --json").json()["mode"] == "STANDBY"
+
+
+def test_push_to_talk(assistant_fw):
+    fw = assistant_fw
+    assert fw.cmd("sim button action press").ok
+    events = wait_event(fw, lambda e: e.startswith("assistant listening (push-to-talk)"))
+    assert fw.cmd("sim say louder").ok
+    time.sleep(2.5)
+    assert fw.cmd("sim button action release").ok
+    wait_event(fw, lambda e: e.startswith("speak Volume 90 percent"), seen=events)
+
+
+def test_intents_match_everyday_phrases():
+    assert intents.match("Take a photo.").command == "photo"
+    assert intents.match("hey jarvis, take a picture please").command == "photo"
+    assert intents.match("What's the battery?").command == "battery"
+    assert intents.match("why is the sky blue").command is None
+    assert intents.language_of("天空为什么是蓝色的") == "zh"
+    assert intents.language_of("하늘은 왜 파란가요") == "ko"
+    assert intents.language_of("why") == "en"
+    # Every grammar phrase uses only words PocketSphinx knows.
+    from pocketsphinx import Decoder, get_model_path
+    import os
+    d = Decoder(hmm=os.path.join(get_model_path(), "en-us", "en-us"),
+                dict=os.path.join(get_model_path(), "en-us", "cmudict-en-us.dict"), loglevel="FATAL")
+    for phrase in intents.ALL_PHRASES:
+        for word in phrase.split():
+            assert d.lookup_word(word) is not None, (phrase, word)
+
+
+def test_endpointing_counts_audio_not_clock():
+    """Energy fallback: the same recording gives the same utterance, however it arrives."""
+    import asyncio
+
+    from firmware.listener import ListenSettings, Listener
+
+    class Fw:   # the listener needs only these of the firmware
+        worker = None
+
+        class board:
+            class speaker:
+                is_playing = False
+
+        class clock:
+            @staticmethod
+            def monotonic():
+                return 0.0
+
+        class audio:
+            @staticmethod
+            def subscribe(name, cb): pass
+
+            @staticmethod
+            def unsubscribe(name): pass
+
+        class arbiter:
+            @staticmethod
+            def suspended(owner): return False
+
+    rng = np.random.default_rng(1)
+    quiet = rng.normal(0, 0.0005, 16000).astype(np.float32)
+    loud = (0.2 * np.sin(2 * np.pi * 300 * np.arange(16000) / 16000)).astype(np.float32)
+    audio = np.concatenate([quiet, loud, quiet, quiet])
+    results = []
+    for chunk_len in (1280, 640, 4000):
+        got = []
+        lis = Listener(Fw, lambda: None, got.append, ListenSettings(endpoint_silence_s=0.6))
+
+        async def run():
+            lis.listen(pre_roll_s=0)
+            for i in range(0, len(audio), chunk_len):
+                lis._on_chunk(audio[i:i + chunk_len])
+                await asyncio.sleep(0)
+            while lis._task and not lis._task.done():
+                await asyncio.sleep(0)
+
+        asyncio.run(run())
+        results.append(len(got[0]) if got and got[0] is not None else None)
+    assert results[0] is not None and 2.0 * 16000 <= results[0] <= 2.8 * 16000
+    assert max(results) - min(results) <= 4000   # same cut within one arrival chunk
