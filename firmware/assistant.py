@@ -32,6 +32,7 @@ TRANSLATE_PROMPT = ("Translate what the user says into {language}. Reply with th
 MEMORY_TURNS = 4
 FOLLOW_UP_S = 5.0
 MAX_ANSWER_TOKENS = 60
+FIRST_CHUNK_CHARS = 24
 # A grammar match is taken as the command only when its words account for this share of
 # the voiced audio (measured on espeak-ng speech: commands 0.93-1.09; sentences forced
 # onto a command 0.51-0.77); otherwise the utterance goes to the ASR.
@@ -44,7 +45,8 @@ class Assistant:
         self.fw = fw
         self.speech = SpeechOut(fw)
         self.listener = Listener(fw, self._wake_word, self._heard,
-                                 is_speaking=lambda: self.speech.busy)
+                                 is_speaking=lambda: self.speech.busy, early=self._early_command)
+        self._early: tuple[int, Intent] | None = None   # (samples, intent) found at a pause
         self.memory: collections.deque = collections.deque(maxlen=2 * MEMORY_TURNS)
         self.translate_to: str | None = None
         self.turn: asyncio.Task | None = None
@@ -98,7 +100,27 @@ class Assistant:
         self.speech.stop()
 
     # Turns.
+    async def _early_command(self, audio) -> bool:
+        """At the first pause: if the audio so far is a confident command, stop listening."""
+        intent = await self._command(audio)
+        if intent is None:
+            return False
+        self._early = (len(audio), intent)
+        return True
+
+    async def _command(self, audio) -> Intent | None:
+        worker = self.fw.worker
+        if worker is None or worker.state != "ready" or self.translate_to is not None:
+            return None
+        got = await worker.commands(audio, ALL_PHRASES)
+        log.info("command grammar: %r coverage %.2f", got["text"], got.get("coverage", 0.0))
+        if got["text"] and got.get("coverage", 0.0) >= COMMAND_MIN_COVERAGE:
+            return Intent(PHRASE_TO_COMMAND[got["text"]], got["text"], "en")
+        return None
+
     def _heard(self, audio) -> None:
+        self.last_timing = {"heard_at": time.perf_counter()}
+        self.speech.first_audio_at = None
         self.fw.cues.earcon("listen_end")
         if audio is None:
             self.fw.events.emit("assistant", "heard nothing")
@@ -113,21 +135,21 @@ class Assistant:
                                    wav_bytes(audio, 16000))
         t0 = time.perf_counter()
         intent = await self.recognize(audio)
-        self.last_timing = {"recognize_ms": (time.perf_counter() - t0) * 1000}
+        self.last_timing["recognize_ms"] = (time.perf_counter() - t0) * 1000
         self.fw.events.emit("assistant", f"heard \"{intent.text}\"")
         await self.respond(intent)
 
     async def recognize(self, audio) -> Intent:
+        early, self._early = self._early, None
+        if early is not None and early[0] <= len(audio):
+            return early[1]            # decided at the pause: no second decode
         worker = self.fw.worker
         if worker is None or worker.state != "ready":
             raise GlassesError("speech recognition needs the inference worker; run with --models")
-        got = await worker.commands(audio, ALL_PHRASES)
-        log.info("command grammar: %r coverage %.2f", got["text"], got.get("coverage", 0.0))
-        if got["text"] and got.get("coverage", 0.0) >= COMMAND_MIN_COVERAGE and \
-                self.translate_to is None:
-            return Intent(PHRASE_TO_COMMAND[got["text"]], got["text"], "en")
-        text = await worker.transcribe(audio)
-        return match(text)
+        intent = await self._command(audio)
+        if intent is not None:
+            return intent
+        return match(await worker.transcribe(audio))
 
     async def ask(self, text: str) -> str:
         """A text turn (the console's `ask`): same routing, spoken reply, returns the reply."""
@@ -238,7 +260,14 @@ class Assistant:
             *done, pending = SENTENCE_END.split(pending)
             for sentence in (s for s in done if s.strip()):
                 await self.speech.say(sentence, language_of(sentence) if sentence else language)
-            if len(pending) > 160:    # no punctuation in sight: speak what we have
+            # The first words go out at a clause break (or after a few words) so speech
+            # starts early; later ones wait for a sentence end (or a long run-on).
+            limit = FIRST_CHUNK_CHARS if self.speech.first_audio_at is None else 160
+            cut = max(pending.rfind(" "), pending.rfind(","), pending.rfind("，"))
+            if len(pending) > limit and cut > 0:
+                await self.speech.say(pending[:cut + 1], language)
+                pending = pending[cut + 1:]
+            elif len(pending) > 2 * limit:
                 await self.speech.say(pending, language)
                 pending = ""
         self._stream = None

@@ -35,6 +35,7 @@ class ListenSettings:
     pre_roll_s: float = 1.0
     echo_tail_s: float = 0.3
     energy_speech_dbfs: float = -42.0       # VAD fallback when no model runs
+    early_silence_s: float = 0.15           # a pause this long may end a device command
     wake_refractory_s: float = 2.0          # the model's score stays up while its window
                                             # still holds the wake word: one trigger per word
 
@@ -43,8 +44,11 @@ class Listener:
     """Turns microphone chunks into triggers (`on_wake()`) and utterances (`on_utterance(audio)`)."""
 
     def __init__(self, fw, on_wake, on_utterance, settings: ListenSettings = ListenSettings(),
-                 is_speaking=lambda: False):
+                 is_speaking=lambda: False, early=None):
         self.fw = fw
+        # `early(audio) -> awaitable bool`: asked once per pause whether the utterance so
+        # far is already complete (a device command), so it need not wait the full silence.
+        self.early = early
         # Our own voice (spoken answers), not earcons: a 0.2 s tone at the start of an
         # utterance costs less than clipping the words a user says right after it.
         self.is_speaking = is_speaking
@@ -101,6 +105,7 @@ class Listener:
         self._silence = 0
         self._waited = 0
         self._push_to_talk = False
+        self._asked_early = False
         self._no_speech = int(self.s.no_speech_s * RATE_HZ)
         self._vad_buf = np.zeros(0, np.float32)
 
@@ -168,11 +173,17 @@ class Listener:
             return
         for p in await self._speech_probs(chunk):
             if p >= self.s.speech_prob:
-                self._speech_seen, self._silence = True, 0
+                self._speech_seen, self._silence, self._asked_early = True, 0, False
             elif self._speech_seen:
                 self._silence += VAD_CHUNK
             else:
                 self._waited += VAD_CHUNK
+        if self._speech_seen and self.early is not None and not self._asked_early and \
+                self._silence >= self.s.early_silence_s * RATE_HZ:
+            self._asked_early = True
+            if await self.early(np.concatenate(self._utterance)) and self.state == "capture":
+                self._finish(heard=True)
+                return
         if self._speech_seen and self._silence >= self.s.endpoint_silence_s * RATE_HZ:
             self._finish(heard=True)
         elif self._samples >= self.s.max_utterance_s * RATE_HZ:

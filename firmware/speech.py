@@ -22,6 +22,7 @@ class SpeechOut:
         self.fw = fw
         self.playing: list = []
         self.first_audio_at: float | None = None   # perf_counter of the first sentence queued
+        self.first_synth_ms: float | None = None
 
     async def synthesize(self, text: str, language: str = "en"):
         worker = self.fw.worker
@@ -34,6 +35,7 @@ class SpeechOut:
         text = text.strip()
         if not text:
             return
+        t0 = time.perf_counter()
         try:
             audio, rate = await self.synthesize(text, language)
         except (GlassesError, OSError) as e:
@@ -42,6 +44,7 @@ class SpeechOut:
             return
         if self.first_audio_at is None:
             self.first_audio_at = time.perf_counter()
+            self.first_synth_ms = (self.first_audio_at - t0) * 1000
         self.playing.append(self.fw.board.speaker.play(audio, rate))
         self.fw.events.emit("speak", text[:200])
 
