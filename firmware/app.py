@@ -61,10 +61,17 @@ class Firmware:
         self.loop = asyncio.get_running_loop()
         self.stopping = asyncio.Event()
         self.lifecycle = "starting"
-        self.worker = None
+        # Two supervised workers: the voice worker (wake word, VAD, command grammar, TTS)
+        # answers within milliseconds even while the model worker (LLM, ASR) is busy
+        # generating, so listening, barge-in and the first spoken sentence never queue
+        # behind a whole answer.
+        self.worker = self.voice = None
         if models_dir is not None:
             from .worker import InferenceClient
-            self.worker = InferenceClient(models_dir, threads=config.inference.threads)
+            self.worker = InferenceClient(models_dir, threads=config.inference.threads,
+                                          preload=("llm", "asr"))
+            self.voice = InferenceClient(models_dir, threads=1,
+                                         preload=("wake", "vad", "commands", "tts"))
         self.events = EventBus()
         self.board = Board(config, self.data_dir, clock, on_gesture=self._from_thread(self._gesture))
         self.board.imu.int1.when_activated = self._from_thread(self._imu_wake)
@@ -95,16 +102,17 @@ class Firmware:
         return self.worker.state if self.worker is not None else "not_started"
 
     async def start_worker(self) -> None:
-        """Start the inference worker in the background; its state shows in `status`."""
+        """Start the inference workers in the background; their state shows in `status`."""
         if self.machine.policy.listening:
             self.assistant.listener.start()
-        if self.worker is None:
-            return
-        try:
-            await self.worker.start()
-            self.events.emit("worker", "ready")
-        except GlassesError as e:
-            self.events.emit("fault", f"worker {e}")
+        for name, client in (("voice", self.voice), ("worker", self.worker)):
+            if client is None:
+                continue
+            try:
+                await client.start()
+                self.events.emit("worker", f"{name} ready")
+            except GlassesError as e:
+                self.events.emit("fault", f"{name} worker {e}")
 
     def _from_thread(self, fn):
         # Device callbacks run on driver threads: they only hand over to the loop.
@@ -227,8 +235,9 @@ class Firmware:
         await self.audio.close()
         await self.capture.close_all("shutting down")
         await self.recorder.stop("shutting down")
-        if self.worker is not None:
-            await self.worker.stop()
+        for client in (self.voice, self.worker):
+            if client is not None:
+                await client.stop()
         self.energy.tick()
         listeners = getattr(self.clock, "listeners", None)
         if isinstance(listeners, list) and self.energy.tick in listeners:

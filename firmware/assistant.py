@@ -19,7 +19,7 @@ from drivers.errors import GlassesError
 from drivers.wavio import wav_bytes
 
 from . import modes as m
-from .intents import ALL_PHRASES, LANGUAGES, PHRASE_TO_COMMAND, Intent, language_of, match
+from .intents import ALL_PHRASES, LANGUAGES, PHRASE_TO_COMMAND, Intent, match
 from .listener import Listener
 from .speech import SpeechOut
 
@@ -32,7 +32,7 @@ TRANSLATE_PROMPT = ("Translate what the user says into {language}. Reply with th
 MEMORY_TURNS = 4
 FOLLOW_UP_S = 5.0
 MAX_ANSWER_TOKENS = 60
-FIRST_CHUNK_CHARS = 24
+FIRST_CHUNK_CHARS = 16
 # A grammar match is taken as the command only when its words account for this share of
 # the voiced audio (measured on espeak-ng speech: commands 0.93-1.09; sentences forced
 # onto a command 0.51-0.77); otherwise the utterance goes to the ASR.
@@ -109,7 +109,7 @@ class Assistant:
         return True
 
     async def _command(self, audio) -> Intent | None:
-        worker = self.fw.worker
+        worker = self.fw.voice
         if worker is None or worker.state != "ready" or self.translate_to is not None:
             return None
         got = await worker.commands(audio, ALL_PHRASES)
@@ -259,7 +259,7 @@ class Assistant:
             pending += piece
             *done, pending = SENTENCE_END.split(pending)
             for sentence in (s for s in done if s.strip()):
-                await self.speech.say(sentence, language_of(sentence) if sentence else language)
+                await self.speech.say(sentence, language)   # asked to answer in this language
             # The first words go out at a clause break (or after a few words) so speech
             # starts early; later ones wait for a sentence end (or a long run-on).
             limit = FIRST_CHUNK_CHARS if self.speech.first_audio_at is None else 160

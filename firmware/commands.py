@@ -112,7 +112,8 @@ def status_dict(fw) -> dict:
         "worn": mon.worn,
         "temperature_c": None if mon.temperature_c is None else round(mon.temperature_c, 1),
         "storage": {"free_mb": mon.storage_free_mb(fw.data_dir)},
-        "worker": {"state": fw.worker_state},
+        "worker": {"state": fw.worker_state,
+                   "voice": fw.voice.state if fw.voice is not None else "not_started"},
         "uptime_s": round(fw.clock.monotonic() - fw.started_at, 1),
         "faults": snap.faults,
     }

@@ -21,6 +21,7 @@ log = logging.getLogger("glasses.listener")
 
 RATE_HZ = 16000
 VAD_CHUNK = 512
+WAKE_FRAME = 1280
 
 
 @dataclass(frozen=True)
@@ -29,13 +30,15 @@ class ListenSettings:
     wake_threshold: float = 0.5
     wake_threshold_speaking: float = 0.85   # barge-in by voice while the speaker plays
     speech_prob: float = 0.5
-    endpoint_silence_s: float = 0.6
+    endpoint_silence_s: float = 0.5
     max_utterance_s: float = 12.0
     no_speech_s: float = 6.0
     pre_roll_s: float = 1.0
     echo_tail_s: float = 0.3
     energy_speech_dbfs: float = -42.0       # VAD fallback when no model runs
-    early_silence_s: float = 0.15           # a pause this long may end a device command
+    early_silence_s: float = 0.1            # a pause this long may end a device command
+    wake_batch: int = 3                     # 80 ms frames per wake-word request: fewer
+                                            # round trips to the worker in standby
     wake_refractory_s: float = 2.0          # the model's score stays up while its window
                                             # still holds the wake word: one trigger per word
 
@@ -61,6 +64,7 @@ class Listener:
         self._task: asyncio.Task | None = None
         self._last_speaker_s = -1e9
         self._since_wake = 10 ** 9
+        self._wake_buf = np.zeros(0, np.float32)
         self._reset_capture()
 
     # Control.
@@ -134,9 +138,17 @@ class Listener:
                 log.warning("listening: %s", e)
 
     async def _wake(self, chunk: np.ndarray) -> None:
-        worker = self.fw.worker
+        worker = self.fw.voice
         if worker is None or worker.state != "ready" or self.fw.arbiter.suspended("wake_word"):
+            self._wake_buf = self._wake_buf[:0]
             return
+        # Whole 80 ms frames only, a few at a time: the model steps in frames, and each
+        # request to the worker has a fixed cost.
+        self._wake_buf = np.concatenate([self._wake_buf, chunk])
+        n = len(self._wake_buf) // WAKE_FRAME * WAKE_FRAME
+        if n < self.s.wake_batch * WAKE_FRAME:
+            return
+        chunk, self._wake_buf = self._wake_buf[:n], self._wake_buf[n:]
         scores = await worker.wake(chunk)
         self._since_wake += len(chunk)
         if self._since_wake < self.s.wake_refractory_s * RATE_HZ:
@@ -149,7 +161,7 @@ class Listener:
             self.on_wake()
 
     async def _speech_probs(self, chunk: np.ndarray) -> np.ndarray:
-        worker = self.fw.worker
+        worker = self.fw.voice
         if worker is not None and worker.state == "ready":
             self._vad_buf = np.concatenate([self._vad_buf, chunk])
             n = len(self._vad_buf) // VAD_CHUNK * VAD_CHUNK

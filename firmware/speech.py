@@ -25,7 +25,7 @@ class SpeechOut:
         self.first_synth_ms: float | None = None
 
     async def synthesize(self, text: str, language: str = "en"):
-        worker = self.fw.worker
+        worker = self.fw.voice
         if language == "en" and worker is not None and worker.state == "ready":
             return await worker.tts(text)
         return await self.fw.run_blocking(synthesize, text, ESPEAK_VOICES.get(language, "en-us"))
