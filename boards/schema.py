@@ -137,12 +137,14 @@ class BatterySpec:
     low_percent: float = 15
     critical_percent: float = 5
     charger_pin: int = -1            # charger IC power-good output (active low); -1: none
+    video_min_percent: float = 20    # no video below this (unless charging)
 
 
 @dataclass(frozen=True)
 class ThermalSpec:
     hot_c: float = 70
     critical_c: float = 80
+    video_margin_c: float = 5        # no video within this much of hot_c
     zone_path: str = "/sys/class/thermal/thermal_zone0/temp"
 
 

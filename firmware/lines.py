@@ -5,6 +5,7 @@ in the middle of a line. The reader never grows without bound and never raises; 
 finished line is either text to run or an error to answer with `ERR`.
 """
 
+import unicodedata
 from dataclasses import dataclass
 
 MAX_LINE_BYTES = 1024
@@ -22,7 +23,7 @@ def _check(raw: bytes) -> Line:
     except UnicodeDecodeError as e:
         return Line(None, f"invalid UTF-8 at byte {e.start}; send plain UTF-8 text")
     for i, ch in enumerate(text):
-        if ch < " " and ch != "\t" or ch == "\x7f":
+        if ch != "\t" and unicodedata.category(ch) == "Cc":   # C0, DEL and C1 controls
             return Line(None, f"control byte 0x{ord(ch):02x} at position {i}; "
                               "send printable text ending in a newline")
     return Line(text.strip(), None)

@@ -71,7 +71,10 @@ class Listener:
     def start(self) -> None:
         if self.state == "off":
             self.state = "wake"
-            self.fw.audio.subscribe("listener", self._on_chunk)
+            # Without a wake-word model there is nothing to listen for until a button
+            # asks (listen()): the microphones stay off.
+            if self.fw.voice is not None:
+                self.fw.audio.subscribe("listener", self._on_chunk)
 
     def stop(self) -> None:
         self.state = "off"
@@ -82,6 +85,7 @@ class Listener:
                no_speech_s: float | None = None) -> None:
         """Start collecting one utterance now (after a trigger, or for a follow-up)."""
         self.start()
+        self.fw.audio.subscribe("listener", self._on_chunk)
         self._reset_capture()
         keep = self.s.pre_roll_s if pre_roll_s is None else pre_roll_s
         if keep > 0 and self._ring:
@@ -101,6 +105,8 @@ class Listener:
         if self.state != "off":
             self.state = "wake"
             self._reset_capture()
+            if self.fw.voice is None:
+                self.fw.audio.unsubscribe("listener")
 
     def _reset_capture(self) -> None:
         self._utterance: list[np.ndarray] = []
@@ -112,6 +118,7 @@ class Listener:
         self._asked_early = False
         self._no_speech = int(self.s.no_speech_s * RATE_HZ)
         self._vad_buf = np.zeros(0, np.float32)
+        self._vad_fresh = True
 
     # Audio.
     def _on_chunk(self, chunk: np.ndarray) -> None:
@@ -168,7 +175,8 @@ class Listener:
             if n == 0:
                 return np.zeros(0, np.float32)
             audio, self._vad_buf = self._vad_buf[:n], self._vad_buf[n:]
-            return await worker.vad(audio)
+            fresh, self._vad_fresh = self._vad_fresh, False
+            return await worker.vad(audio, reset=fresh)   # each utterance starts clean
         # No model: loudness decides, per 32 ms.
         frames = chunk[: len(chunk) // VAD_CHUNK * VAD_CHUNK].reshape(-1, VAD_CHUNK)
         rms = np.sqrt(np.mean(frames.astype(np.float64) ** 2, axis=1) + 1e-12)
@@ -205,6 +213,5 @@ class Listener:
 
     def _finish(self, heard: bool) -> None:
         audio = np.concatenate(self._utterance) if heard and self._utterance else None
-        self.state = "wake"
-        self._reset_capture()
+        self.back_to_wake()
         self.on_utterance(audio)

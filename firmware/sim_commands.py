@@ -55,10 +55,9 @@ async def cmd_sim(session, args):
         raise CommandError(f"sim commands work only on the sim board; this is {fw.config.name}")
     if not args or not args[0].strip():
         return USAGE
-    sub, *tail = args[0].split(None, 1)
-    # `sim say` takes its text as typed (apostrophes are words); the rest is tokenized.
-    rest = (tail[0].split(None, 2)[:2] + [tail[0].split(None, 2)[2]] if tail and tail[0].startswith("--lang ")
-            and len(tail[0].split(None, 2)) == 3 else tail) if sub == "say" else split(" ".join(tail))
+    sub, _, tail = args[0].strip().partition(" ")
+    # `sim say` takes its text as typed (apostrophes are words there); the rest is tokenized.
+    rest = _say_args(tail) if sub == "say" else split(tail)
     handler = SUBCOMMANDS.get(sub)
     if handler is None:
         raise CommandError(f"unknown sim command '{sub[:20]}'; one of: {', '.join(SUBCOMMANDS)}")
@@ -68,6 +67,14 @@ async def cmd_sim(session, args):
         if isinstance(e, GlassesError):
             raise
         raise CommandError(str(e)) from None
+
+
+def _say_args(tail: str) -> list[str]:
+    """["--lang", "zh", "text as typed"] or ["text as typed"]."""
+    words = tail.split(None, 2)
+    if words[:1] == ["--lang"]:
+        return words
+    return [tail.strip()] if tail.strip() else []
 
 
 async def sim_button(fw, sim, args):

@@ -38,7 +38,7 @@ def build(out: Path = DEFAULT_OUT, real_shapes: bool = False, builder_options=()
         t0 = time.monotonic()
         log(f"building {llm} with the onnxruntime-genai builder"
             + (" (real shapes: several minutes)" if real_shapes else ""))
-        cmd = [sys.executable, "-m", "models.tiny_llm", str(out / f".hf-{llm}"), str(llm_dir)]
+        cmd = [sys.executable, "-m", "models.tiny_llm", str(_hf_folder(out, llm)), str(llm_dir)]
         cmd += ["--real-shapes"] if real_shapes else []
         for opt in builder_options:
             cmd += ["--option", opt]
@@ -69,6 +69,22 @@ def build(out: Path = DEFAULT_OUT, real_shapes: bool = False, builder_options=()
     tmp.write_text(dump(roles, entries))
     os.replace(tmp, path)
     return path
+
+
+def _hf_folder(out: Path, llm: str) -> Path:
+    """`<out>/.hf-<llm>`; a sibling build's folder is linked instead of made again.
+
+    The random weights are seeded, so every build of `llm` starts from the same folder;
+    at real shapes it holds 1.9 GB of fp32 weights, too much to repeat per option sweep.
+    """
+    own = out / f".hf-{llm}"
+    if own.exists() or own.is_symlink():
+        return own
+    for other in sorted(out.parent.glob(f"*/.hf-{llm}")):
+        if (other / "config.json").exists() and not other.is_symlink():
+            own.symlink_to(other.resolve(), target_is_directory=True)
+            break
+    return own
 
 
 def _entry(out: Path, name: str, role: str, files, source: str, quant: str) -> ModelEntry:

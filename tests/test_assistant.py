@@ -137,7 +137,7 @@ def test_endpointing_counts_audio_not_clock():
     from firmware.listener import ListenSettings, Listener
 
     class Fw:   # the listener needs only these of the firmware
-        worker = None
+        worker = voice = None
 
         class board:
             class speaker:

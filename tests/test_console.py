@@ -85,7 +85,8 @@ def test_sim_errors_say_what_to_try(shared_firmware):
                          ("sim button nose click", "no button 'nose'"),
                          ("status --yaml", "usage: status [--json]"),
                          ("sim mic /nonexistent.wav", "no such file"),
-                         ('sim say "unbalanced', "check the quotes")]:
+                         ('status "unbalanced', "check the quotes"),
+                         ('sim mic "/tmp/x', "check the quotes")]:
         reply = fw.cmd(line)
         assert not reply.ok and expect in reply.error, (line, reply.error)
 
