@@ -240,6 +240,10 @@ def main(models_dir: Path | None, as_json: bool = False, threads: int | None = N
         models_dir = real if (real / "manifest.toml").exists() else build_test.DEFAULT_OUT
     threads = threads or os.cpu_count() or 1
     result = asyncio.run(run(Path(models_dir), threads, decode_tokens, session_options))
+    # The assistant end to end and standby listening, with the same models (after the
+    # model benchmarks, so the two do not compete for the cores).
+    from .bench_assistant import measure
+    result.update(measure(Path(models_dir)))
     if as_json:
         print(json.dumps(result, default=float))
         return 0
@@ -254,4 +258,10 @@ def main(models_dir: Path | None, as_json: bool = False, threads: int | None = N
           f"vad {result['vad']['ms_per_s']:.1f} ms/s (direct {result['vad']['direct_ms_per_s']:.1f})   "
           f"wake {result['wake']['ms_per_s']:.1f} ms/s (direct {result['wake']['direct_ms_per_s']:.1f})")
     print(f"rss  worker {result['rss_mb']:.0f} MB, firmware {result['rss_firmware_mb']:.0f} MB")
+    a, sb = result["assistant"], result["standby"]
+    print(f"assistant first audio {a['first_audio_ms']:.0f} ms (LLM answer), "
+          f"{a['command_first_audio_ms']:.0f} ms (device command); stages "
+          + ", ".join(f"{k} {v:.0f}" for k, v in a["stages_ms"].items() if v is not None))
+    print(f"standby {sb['cpu_ms_per_s']:.0f} ms CPU per s of audio (direct VAD + wake "
+          f"{sb['direct_cpu_ms_per_s']:.0f}, ratio {sb['ratio']:.2f})")
     return 0
