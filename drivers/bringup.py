@@ -201,6 +201,8 @@ class Board:
 
     def close(self) -> None:
         """Stop every device; safe to call twice. Errors are collected, not swallowed."""
+        if self.sim is not None:
+            self.sim.power.close()  # it reads device states: stop it before they close
         errors = []
         parts = [getattr(self, n, None) for n in
                  ("camera", "microphones", "speaker", "capture_led", "status_led")]

@@ -77,14 +77,19 @@ class SimClock(Clock):
             listener()
 
     def sleep(self, seconds: float, stop: threading.Event | None = None) -> bool:
-        with self._cond:
-            deadline = self._now() + max(0.0, seconds)
-            while True:
-                if stop is not None and stop.is_set():
+        deadline = self.monotonic() + max(0.0, seconds)
+        while True:
+            if stop is not None and stop.is_set():
+                return False
+            remaining = deadline - self.monotonic()
+            if remaining <= 0:
+                return True
+            if self.realtime and stop is not None:
+                # Real time passes by itself: wait on `stop` (woken at once when it is set);
+                # a jump by advance() is noticed within a quarter of a second.
+                if stop.wait(min(remaining, 0.25)):
                     return False
-                remaining = deadline - self._now()
-                if remaining <= 0:
-                    return True
-                # Without real time passing only advance() or stop can end the wait;
-                # the short real-time poll is what notices `stop`.
-                self._cond.wait(min(remaining, 0.05) if self.realtime else 0.05)
+                continue
+            with self._cond:
+                # advance() notifies; without real time passing, a short poll notices `stop`.
+                self._cond.wait(min(remaining, 0.05) if stop is not None else remaining)

@@ -11,7 +11,7 @@ import logging
 
 log = logging.getLogger("glasses.audio")
 
-POLL_S = 0.04          # half a wake-word frame: endpoints are seen within 40 ms
+POLL_S = 0.04          # default poll: endpoints are seen within 40 ms
 RATE_HZ = 16000
 
 
@@ -19,24 +19,31 @@ class AudioHub:
     def __init__(self, fw):
         self.fw = fw
         self.subscribers: dict[str, object] = {}
+        self.periods: dict[str, float] = {}
         self._task: asyncio.Task | None = None
         self.chunks = 0
 
-    def subscribe(self, name: str, callback) -> None:
-        """`callback(chunk)` runs on the loop with each new float32 16 kHz mono chunk."""
+    def subscribe(self, name: str, callback, period_s: float = POLL_S) -> None:
+        """`callback(chunk)` runs on the loop with each new float32 16 kHz mono chunk.
+
+        The hub polls as often as its most impatient subscriber asks (`period_s`): the
+        wake-word listener is content with 120 ms, an utterance being endpointed is not.
+        """
         self.subscribers[name] = callback
+        self.periods[name] = period_s
         if self._task is None or self._task.done():
             self._task = asyncio.get_running_loop().create_task(self._run(), name="audio-hub")
 
     def unsubscribe(self, name: str) -> None:
         self.subscribers.pop(name, None)
+        self.periods.pop(name, None)
 
     async def _run(self) -> None:
         mics = self.fw.board.microphones
         try:
             await self.fw.run_blocking(mics.start)
             while self.subscribers:
-                await self.fw.clock.asleep(POLL_S)
+                await self.fw.clock.asleep(min(self.periods.values(), default=POLL_S))
                 chunk = mics.read_speech_available()
                 if len(chunk):
                     self.chunks += 1

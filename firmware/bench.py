@@ -125,6 +125,9 @@ def direct_vad_ms_per_s(m, audio: np.ndarray) -> float:
 def direct_wake_ms_per_s(m, audio: np.ndarray, words) -> float:
     """pyopen-wakeword's own classes in this process (TFLite, one thread), 80 ms chunks."""
     from pyopen_wakeword import OpenWakeWord, OpenWakeWordFeatures
+
+    from .worker.tflite_threads import limit_threads
+    limit_threads(1)
     from models.verify import verify_entry
     files = {p.stem: p for p in verify_entry(m, m.for_role("wake"))}
     features = OpenWakeWordFeatures.from_builtin(files["melspectrogram"].parent)

@@ -22,6 +22,8 @@ log = logging.getLogger("glasses.listener")
 RATE_HZ = 16000
 VAD_CHUNK = 512
 WAKE_FRAME = 1280
+WAKE_POLL_S = 0.12      # listening for the wake word: a few frames at a time is plenty
+CAPTURE_POLL_S = 0.04   # endpointing an utterance: every 40 ms counts
 
 
 @dataclass(frozen=True)
@@ -74,7 +76,7 @@ class Listener:
             # Without a wake-word model there is nothing to listen for until a button
             # asks (listen()): the microphones stay off.
             if self.fw.voice is not None:
-                self.fw.audio.subscribe("listener", self._on_chunk)
+                self.fw.audio.subscribe("listener", self._on_chunk, WAKE_POLL_S)
 
     def stop(self) -> None:
         self.state = "off"
@@ -85,7 +87,7 @@ class Listener:
                no_speech_s: float | None = None) -> None:
         """Start collecting one utterance now (after a trigger, or for a follow-up)."""
         self.start()
-        self.fw.audio.subscribe("listener", self._on_chunk)
+        self.fw.audio.subscribe("listener", self._on_chunk, CAPTURE_POLL_S)
         self._reset_capture()
         keep = self.s.pre_roll_s if pre_roll_s is None else pre_roll_s
         if keep > 0 and self._ring:
@@ -107,6 +109,8 @@ class Listener:
             self._reset_capture()
             if self.fw.voice is None:
                 self.fw.audio.unsubscribe("listener")
+            else:
+                self.fw.audio.subscribe("listener", self._on_chunk, WAKE_POLL_S)
 
     def _reset_capture(self) -> None:
         self._utterance: list[np.ndarray] = []

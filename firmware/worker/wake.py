@@ -24,6 +24,9 @@ class Wake:
 
     def __init__(self, files, threads: int, words=DEFAULT_WORDS):
         from pyopen_wakeword import OpenWakeWordFeatures
+
+        from .tflite_threads import limit_threads
+        limit_threads(threads)
         by_stem = {p.stem: p for p in files if p.suffix == ".tflite"}
         self.paths = {n: p for n, p in by_stem.items() if n not in FEATURE_MODELS}
         self.features = OpenWakeWordFeatures.from_builtin(by_stem["melspectrogram"].parent)
