@@ -193,12 +193,22 @@ class Firmware:
             self.board.soc.set_level(policy.soc)
 
     async def _power_down(self, mode: str) -> None:
-        """SLEEP and CRITICAL: close every file, then halt (RTC or wear/button wake)."""
-        await self.capture.close_all(f"{mode} mode")
+        """SLEEP and CRITICAL: close every file, then halt (RTC or wear/button wake).
+
+        Each step runs even if one before it failed: a camera fault must not leave a
+        meeting recording open when the battery dies.
+        """
+        steps = [("video", self.capture.close_all(f"{mode} mode"))]
         if mode == m.CRITICAL:
-            await self.recorder.stop("battery critical")
-        await self.run_blocking(self.board.camera.stop)
-        await self.run_blocking(self.board.microphones.stop)
+            steps.insert(0, ("recording", self.recorder.stop("battery critical")))
+        steps += [("camera", self.run_blocking(self.board.camera.stop)),
+                  ("microphones", self.run_blocking(self.board.microphones.stop))]
+        for name, step in steps:
+            try:
+                await step
+            except GlassesError as e:
+                log.warning("power down: %s: %s", name, e)
+                self.events.emit("fault", f"{name} while powering down: {e}")
         self.board.capture_led.off()
         if self.machine.mode == mode:
             self.events.emit("power", f"halt ({mode})")

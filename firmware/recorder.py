@@ -59,51 +59,52 @@ class Recorder:
         self._info = {"started": wall, "rate_hz": RATE_HZ, "segment_s": SEGMENT_S}
         write_atomic(self.dir / "info.json", json.dumps(self._info).encode())
         fw.machine.fire("record_start", "meeting recording started")
+        self._buf, self._have, self._heard_at = [], 0, fw.clock.monotonic()
+        fw.audio.subscribe("meeting", self._on_chunk)
         self.task = asyncio.create_task(self._run(), name="recorder")
         fw.events.emit("record", f"started {self.dir.name}")
         return self.dir
 
-    async def _run(self) -> None:
-        # Audio arrives through the hub (the one reader of the microphones); segments are
-        # cut here on the firmware's clock, so virtual time (simulate-day) works the same.
-        buf, have, quiet_polls = [], 0, 0
-        queue: asyncio.Queue = asyncio.Queue()
-        self.fw.audio.subscribe("meeting", queue.put_nowait)
-        per_segment = int(RATE_HZ * SEGMENT_S)
-        try:
-            while True:
-                try:
-                    chunk = await asyncio.wait_for(queue.get(), GAP_REPORT_S)
-                except asyncio.TimeoutError:
-                    quiet_polls += 1
-                    if quiet_polls == 1:
-                        self.fw.events.emit("fault", "microphones: no audio for the recording")
-                    continue
-                quiet_polls = 0
-                buf.append(chunk)
-                have += len(chunk)
-                if have >= per_segment:
-                    await self._flush(buf)
-                    buf, have = [], 0
-        finally:
-            self.fw.audio.unsubscribe("meeting")
-            while not queue.empty():
-                buf.append(queue.get_nowait())
-            if buf:
-                await asyncio.shield(self._flush(buf))
+    def _on_chunk(self, chunk) -> None:
+        self._buf.append(chunk)
+        self._have += len(chunk)
+        self._heard_at = self.fw.clock.monotonic()
 
-    async def _flush(self, chunks) -> None:
+    async def _run(self) -> None:
+        # Audio arrives through the hub (the one reader of the microphones) into a buffer;
+        # this task cuts it into segments on the firmware's clock, so virtual time
+        # (simulate-day) works the same as real time.
+        per_segment = int(RATE_HZ * SEGMENT_S)
+        reported = False
+        while True:
+            await self.fw.clock.asleep(1.0)
+            if self._have >= per_segment:
+                chunks, self._buf, self._have = self._buf, [], 0
+                await self._write_segment(chunks)
+            silent = self.fw.clock.monotonic() - self._heard_at > GAP_REPORT_S
+            if silent and not reported:
+                self.fw.events.emit("fault", "microphones: no audio for the recording")
+            reported = silent
+
+    async def _write_segment(self, chunks) -> None:
         self.segments += 1
         path = self.dir / f"seg-{self.segments:05d}.wav"
-        data = wav_bytes(np.concatenate(chunks), RATE_HZ)
-        await self.fw.run_blocking(write_atomic, path, data)
+        await self.fw.run_blocking(write_atomic, path, wav_bytes(np.concatenate(chunks), RATE_HZ))
 
     async def stop(self, reason: str = "stopped") -> Path | None:
         if not self.running:
             return None
+        self.fw.audio.unsubscribe("meeting")
         self.task.cancel()
         await asyncio.gather(self.task, return_exceptions=True)
         self.task = None
+        if self._buf:
+            # The last, partial segment: written here, so nothing depends on a task that
+            # is being cancelled (this runs when the battery is about to die).
+            chunks, self._buf, self._have = self._buf, [], 0
+            self.segments += 1
+            write_atomic(self.dir / f"seg-{self.segments:05d}.wav",
+                         wav_bytes(np.concatenate(chunks), RATE_HZ))
         self._info["ended"] = self.fw.clock.wall()
         self._info["segments"] = self.segments
         write_atomic(self.dir / "info.json", json.dumps(self._info).encode())

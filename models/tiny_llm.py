@@ -33,7 +33,21 @@ Translate what she said into English. Read the sign in front of me. Summarise th
 Turn the volume up. Turn the volume down. What time is it? Remind me to call home at six.
 The privacy light is on while the camera records; capture is refused if it is covered.
 Numbers 0 1 2 3 4 5 6 7 8 9 and punctuation , . ? ! : ; ' " ( ) - help a tokenizer.
+system user assistant system user assistant
+user
+assistant
+system
+why is the sky blue
+what is the battery
+And then we go. And so on, now and then.
+how far is it
+You are a helpful assistant. Answer the user in one or two short sentences.
+Why is the sky blue? And now? What is this? Where are we going? How far is it? Who is that?
+I think we should go now. Tell me more about it. What do you see? Can you help me with this?
 """
+# The chat roles and everyday words are in the corpus because Qwen's own vocabulary has
+# them as single tokens: without them a user turn costs two to three times the tokens it
+# would with the real tokenizer, and prefill timings would be overstated.
 
 
 def train_tokenizer(vocab_size: int):
@@ -53,15 +67,22 @@ def train_tokenizer(vocab_size: int):
     return tok
 
 
-def write_hf_folder(hf_dir: Path, shapes: dict, seed: int = 0) -> None:
-    import torch
-    from transformers import PreTrainedTokenizerFast, Qwen2Config, Qwen2ForCausalLM
+def write_tokenizer(hf_dir: Path, vocab_size: int):
+    """Train the stand-in tokenizer and save it (with the chat template) into `hf_dir`."""
+    from transformers import PreTrainedTokenizerFast
     hf_dir.mkdir(parents=True, exist_ok=True)
-    tok = train_tokenizer(shapes["vocab_size"])
+    tok = train_tokenizer(vocab_size)
     fast = PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<|im_end|>",
                                    pad_token="<|endoftext|>")
     fast.chat_template = CHAT_TEMPLATE
     fast.save_pretrained(hf_dir)
+    return tok
+
+
+def write_hf_folder(hf_dir: Path, shapes: dict, seed: int = 0) -> None:
+    import torch
+    from transformers import Qwen2Config, Qwen2ForCausalLM
+    tok = write_tokenizer(hf_dir, shapes["vocab_size"])
     torch.manual_seed(seed)
     cfg = Qwen2Config(**shapes, tie_word_embeddings=True, rope_theta=1000000.0,
                       bos_token_id=tok.token_to_id("<|endoftext|>"),

@@ -150,7 +150,7 @@ def test_endpointing_counts_audio_not_clock():
 
         class audio:
             @staticmethod
-            def subscribe(name, cb): pass
+            def subscribe(name, cb, period_s=0.04): pass
 
             @staticmethod
             def unsubscribe(name): pass
