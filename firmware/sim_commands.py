@@ -39,11 +39,14 @@ def _on_off(args, usage):
     return args[0] == "on"
 
 
-def _number(text, what, usage):
+def _number(args, what, usage):
+    """The one numeric argument of a subcommand."""
+    if len(args) != 1:
+        raise CommandError(f"usage: {usage}")
     try:
-        return float(text)
+        return float(args[0])
     except ValueError:
-        raise CommandError(f"{what} must be a number, got '{text[:20]}'; usage: {usage}") from None
+        raise CommandError(f"{what} must be a number, got '{args[0][:20]}'; usage: {usage}") from None
 
 
 @command("sim", "sim SUBCOMMAND ...", "sim board only: buttons, speech, scene, wear, battery, faults",
@@ -62,7 +65,9 @@ async def cmd_sim(session, args):
     if handler is None:
         raise CommandError(f"unknown sim command '{sub[:20]}'; one of: {', '.join(SUBCOMMANDS)}")
     try:
-        return await handler(fw, sim, rest)
+        reply = await handler(fw, sim, rest)
+        fw.sample()   # the firmware sees the changed world through its drivers at once
+        return reply
     except ValueError as e:
         if isinstance(e, GlassesError):
             raise
@@ -156,40 +161,31 @@ async def sim_scene(fw, sim, args):
 async def sim_wear(fw, sim, args):
     worn = _on_off(args, "sim wear on|off")
     sim.set_worn(worn)
-    fw.sample()
     return [f"wear {'on' if worn else 'off'}"]
 
 
 async def sim_battery(fw, sim, args):
-    usage = "sim battery PERCENT"
-    if len(args) != 1:
-        raise CommandError(f"usage: {usage}")
-    sim.set_battery(_number(args[0], "PERCENT", usage))
-    fw.sample()
-    return [f"battery {float(args[0]):g} %"]
+    percent = _number(args, "PERCENT", "sim battery PERCENT")
+    sim.set_battery(percent)
+    return [f"battery {percent:g} %"]
 
 
 async def sim_charger(fw, sim, args):
     on = _on_off(args, "sim charger on|off")
     sim.set_charger(on)
-    fw.sample()
     return [f"charger {'on' if on else 'off'}"]
 
 
 async def sim_temp(fw, sim, args):
-    usage = "sim temp CELSIUS"
-    if len(args) != 1:
-        raise CommandError(f"usage: {usage}")
-    sim.set_temperature(_number(args[0], "CELSIUS", usage))
-    fw.sample()
-    return [f"temperature {float(args[0]):g} C"]
+    celsius = _number(args, "CELSIUS", "sim temp CELSIUS")
+    sim.set_temperature(celsius)
+    return [f"temperature {celsius:g} C"]
 
 
 async def sim_fault(fw, sim, args):
     if len(args) != 2:
         raise CommandError("usage: sim fault DEVICE nack|timeout|garbage|gone|clear")
     sim.set_fault(args[0], args[1])
-    fw.sample()
     return [f"fault {args[0]} {args[1]}"]
 
 
@@ -204,14 +200,10 @@ async def sim_led(fw, sim, args):
 
 
 async def sim_advance(fw, sim, args):
-    usage = "sim advance SECONDS"
-    if len(args) != 1:
-        raise CommandError(f"usage: {usage}")
-    seconds = _number(args[0], "SECONDS", usage)
+    seconds = _number(args, "SECONDS", "sim advance SECONDS")
     if not 0 <= seconds <= 7 * 86400:
         raise CommandError("SECONDS must be between 0 and 604800 (a week)")
     fw.clock.advance(seconds)
-    fw.sample()
     return [f"advanced {seconds:g} s"]
 
 
