@@ -1,8 +1,9 @@
 """Listening: the wake word in STANDBY, then one utterance cut out by voice activity.
 
-Audio comes from the hub in 80 ms chunks. In `wake` state every chunk goes to the
-wake-word model; in `capture` state chunks are collected (starting with a pre-roll, so
-the first syllable is kept) until the VAD has heard speech followed by enough silence.
+Audio comes from the hub in short chunks. In `wake` state the VAD listens and, while
+it hears speech (and a second around it), the wake-word model does too. In `capture`
+state chunks are collected (starting with a pre-roll, so the first syllable is kept)
+until the VAD has heard speech followed by enough silence.
 Every timeout is counted in audio samples, not clock time, so a replayed recording
 gives the same result. The assistant's own voice is never heard: while it speaks,
 captured audio is dropped and the wake word needs a clearly higher score.
@@ -41,6 +42,8 @@ class ListenSettings:
     early_silence_s: float = 0.1            # a pause this long may end a device command
     wake_batch: int = 3                     # 80 ms frames per wake-word request: fewer
                                             # round trips to the worker in standby
+    wake_context_s: float = 1.5             # audio kept for the wake model while silent
+    wake_hangover_s: float = 1.5            # keep feeding it this long after speech
     wake_refractory_s: float = 2.0          # the model's score stays up while its window
                                             # still holds the wake word: one trigger per word
 
@@ -67,6 +70,8 @@ class Listener:
         self._last_speaker_s = -1e9
         self._since_wake = 10 ** 9
         self._wake_buf = np.zeros(0, np.float32)
+        self._gate_buf = np.zeros(0, np.float32)
+        self._speech_left = 0
         self._reset_capture()
 
     # Control.
@@ -153,9 +158,22 @@ class Listener:
         if worker is None or worker.state != "ready" or self.fw.arbiter.suspended("wake_word"):
             self._wake_buf = self._wake_buf[:0]
             return
+        # VAD gates the wake word: Silero costs a tenth of openWakeWord, and standby is
+        # mostly silence. Audio waits in a bounded buffer, so when speech starts the wake
+        # model gets the second before it too (its features need that context).
+        self._wake_buf = np.concatenate([self._wake_buf, chunk])[-int(self.s.wake_context_s * RATE_HZ):]
+        self._gate_buf = np.concatenate([self._gate_buf, chunk])
+        n = len(self._gate_buf) // VAD_CHUNK * VAD_CHUNK
+        if n:
+            audio, self._gate_buf = self._gate_buf[:n], self._gate_buf[n:]
+            if (await worker.vad(audio) >= self.s.speech_prob).any():
+                self._speech_left = int(self.s.wake_hangover_s * RATE_HZ)
+            else:
+                self._speech_left = max(0, self._speech_left - n)
+        if self._speech_left <= 0:
+            return
         # Whole 80 ms frames only, a few at a time: the model steps in frames, and each
         # request to the worker has a fixed cost.
-        self._wake_buf = np.concatenate([self._wake_buf, chunk])
         n = len(self._wake_buf) // WAKE_FRAME * WAKE_FRAME
         if n < self.s.wake_batch * WAKE_FRAME:
             return
