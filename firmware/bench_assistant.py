@@ -52,7 +52,7 @@ def _speech(text: str) -> tuple[np.ndarray, float]:
     """espeak-ng speech at 16 kHz and the time of its last voiced sample."""
     from .cues import synthesize
     from drivers.resample import resample
-    audio, rate = synthesize(text)
+    audio, rate = synthesize(text, "en", 165)
     mono = resample(audio[:, 0] if audio.ndim == 2 else audio, rate, 16000).astype(np.float32)
     frames = mono[: len(mono) // 160 * 160].reshape(-1, 160)
     energy = 10 * np.log10((frames.astype(np.float64) ** 2).mean(axis=1) + 1e-12)

@@ -78,7 +78,7 @@ class Capture:
             await self.fw.run_blocking(self.board.capture_led.on)
         except DeviceError as e:
             self.fw.events.emit("capture", f"refused: {e}")
-            await self.fw.run_blocking(self.fw.cues.say, "Camera blocked. The privacy light is covered or broken.")
+            await self.fw.assistant.speech.say("Camera blocked. The privacy light is covered or broken.")
             raise CaptureRefused(str(e)) from None
 
     async def photo(self, owner: str = "photo") -> Path:
@@ -103,7 +103,7 @@ class Capture:
                 jpeg = await self.fw.run_blocking(self.board.camera.capture_jpeg)
                 if not self.board.capture_led.confirmed():
                     self.fw.events.emit("capture", "refused: LED read-back lost during capture")
-                    await self.fw.run_blocking(self.fw.cues.say, "Camera stopped. The privacy light failed.")
+                    await self.fw.assistant.speech.say("Camera stopped. The privacy light failed.")
                     raise CaptureRefused("capture LED read-back lost during capture; "
                                          "nothing saved from this frame on")
                 wall = self.fw.clock.wall()
@@ -197,7 +197,7 @@ class Capture:
             if not self.board.capture_led.confirmed():
                 self.fw.events.emit("capture", "video stopped: LED read-back lost")
                 await self.stop_video("LED read-back lost")
-                await self.fw.run_blocking(self.fw.cues.say, "Video stopped. The privacy light failed.")
+                await self.fw.assistant.speech.say("Video stopped. The privacy light failed.")
                 return
 
     async def stop_video(self, reason: str = "stopped") -> Path | None:

@@ -1,7 +1,7 @@
-"""Earcons and spoken cues through the speaker.
+"""Earcons through the speaker, and espeak-ng synthesis (the fallback TTS of DESIGN.md 4).
 
-Spoken cues use espeak-ng (the fallback TTS of DESIGN.md 4); if it is missing the cue
-falls back to its earcon, so a refusal is never silent.
+Spoken messages go through `speech.SpeechOut`, which falls back to the error earcon when
+no voice can speak, so a refusal is never silent.
 """
 
 import logging
@@ -36,17 +36,34 @@ EARCONS = {
 }
 
 
-def synthesize(text: str, voice: str = "en-us") -> tuple[np.ndarray, int]:
-    with tempfile.TemporaryDirectory(prefix="glasses-cue-") as tmp:
-        wav = Path(tmp) / "cue.wav"
-        subprocess.run(["espeak-ng", "-v", voice, "-s", "165", "-w", str(wav), text],
-                       check=True, capture_output=True, timeout=20)
-        samples, rate = read_wav(wav)
-    return samples, rate
+ESPEAK_VOICES = {"en": "en-us", "zh": "cmn", "ko": "ko"}
+
+
+class SpeechError(GlassesError, RuntimeError):
+    """espeak-ng could not speak; the message says why and what to install."""
+
+
+def synthesize(text: str, language: str = "en", words_per_min: int | None = None
+               ) -> tuple[np.ndarray, int]:
+    """Speech from espeak-ng: float32 samples (frames, channels) and the rate in Hz."""
+    cmd = ["espeak-ng", "-v", ESPEAK_VOICES[language]]
+    if words_per_min:
+        cmd += ["-s", str(words_per_min)]
+    with tempfile.TemporaryDirectory(prefix="glasses-speech-") as tmp:
+        wav = Path(tmp) / "speech.wav"
+        try:
+            subprocess.run(cmd + ["-w", str(wav), text], check=True, capture_output=True, timeout=30)
+        except FileNotFoundError:
+            raise SpeechError("espeak-ng is not installed; run scripts/setup.sh "
+                              "(apt-get install espeak-ng)") from None
+        except subprocess.CalledProcessError as e:
+            raise SpeechError(f"espeak-ng failed: "
+                              f"{e.stderr.decode(errors='replace').strip()[:200]}") from None
+        return read_wav(wav)
 
 
 class Cues:
-    """Plays earcons and short spoken messages; never raises into the caller."""
+    """Plays earcons; never raises into the caller."""
 
     def __init__(self, speaker):
         self.speaker = speaker
@@ -56,17 +73,4 @@ class Cues:
             return self.speaker.play(EARCONS[name], RATE_HZ)
         except GlassesError as e:
             log.warning("earcon %s not played: %s", name, e)
-            return None
-
-    def say(self, text: str, fallback: str = "error"):
-        """Blocking (run it off the loop): synthesize and queue `text`."""
-        try:
-            samples, rate = synthesize(text)
-        except (OSError, subprocess.SubprocessError, GlassesError) as e:
-            log.warning("spoken cue %r fell back to an earcon: %s", text, e)
-            return self.earcon(fallback)
-        try:
-            return self.speaker.play(samples, rate)
-        except GlassesError as e:
-            log.warning("spoken cue %r not played: %s", text, e)
             return None

@@ -4,16 +4,14 @@ Each subcommand turns a knob on drivers.sim.hardware.SimHardware; the firmware t
 sees the change only through its real drivers. On a real board the group answers ERR.
 """
 
-import subprocess
-import tempfile
 import wave
 from pathlib import Path
 
 from drivers.errors import GlassesError
 
 from .commands import CommandError, command, split
+from .cues import ESPEAK_VOICES, SpeechError, synthesize
 
-ESPEAK_VOICES = {"en": "en-us", "zh": "cmn", "ko": "ko"}
 CLICK_HOLD_S = 0.08
 DOUBLE_GAP_S = 0.1
 
@@ -111,20 +109,6 @@ async def sim_button(fw, sim, args):
     return [f"button {name} {action}"]
 
 
-def synthesize(text: str, lang: str, out: Path) -> Path:
-    """Real speech from espeak-ng into a WAV file."""
-    voice = ESPEAK_VOICES[lang]
-    try:
-        subprocess.run(["espeak-ng", "-v", voice, "-w", str(out), text], check=True,
-                       capture_output=True, timeout=30)
-    except FileNotFoundError:
-        raise CommandError("espeak-ng is not installed; run scripts/setup.sh "
-                           "(apt-get install espeak-ng)") from None
-    except subprocess.CalledProcessError as e:
-        raise CommandError(f"espeak-ng failed: {e.stderr.decode(errors='replace').strip()[:200]}") from None
-    return out
-
-
 async def sim_say(fw, sim, args):
     usage = "sim say [--lang en|zh|ko] TEXT"
     lang = "en"
@@ -135,9 +119,11 @@ async def sim_say(fw, sim, args):
     text = " ".join(args).strip()
     if not text:
         raise CommandError(f"nothing to say; usage: {usage}")
-    with tempfile.TemporaryDirectory(prefix="glasses-say-") as tmp:
-        wav = await fw.run_blocking(synthesize, text, lang, Path(tmp) / "say.wav")
-        seconds = sim.audio_source.play_wav(wav)
+    try:
+        samples, rate = await fw.run_blocking(synthesize, text, lang)
+    except SpeechError as e:
+        raise CommandError(str(e)) from None
+    seconds = sim.audio_source.play_samples(samples, rate)
     return [f"saying ({lang}, {seconds:.2f} s): {text}"]
 
 

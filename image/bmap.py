@@ -45,16 +45,7 @@ def range_digests(path, blocks, label: str = "") -> list[tuple[int, int, str]]:
     with open(path, "rb") as f:
         for first, last in blocks:
             start, end = first * BLOCK, min((last + 1) * BLOCK, size)
-            h = hashlib.sha256()
-            f.seek(start)
-            left = end - start
-            while left > 0:
-                chunk = f.read(min(CHUNK, left))
-                if not chunk:
-                    break
-                h.update(chunk)
-                left -= len(chunk)
-            out.append((first, last, h.hexdigest()))
+            out.append((first, last, _sha256_range(f, start, end)))
             done += end - start
             if progress:
                 progress.update(done)
@@ -104,14 +95,19 @@ def check_ranges(path, ranges, size: int | None = None) -> list[str]:
     with open(path, "rb") as f:
         for first, last, want in ranges:
             start, end = first * BLOCK, min((last + 1) * BLOCK, limit)
-            f.seek(start)
-            h, left = hashlib.sha256(), end - start
-            while left > 0:
-                chunk = f.read(min(CHUNK, left))
-                if not chunk:
-                    break
-                h.update(chunk)
-                left -= len(chunk)
-            if h.hexdigest() != want:
+            if _sha256_range(f, start, end) != want:
                 bad.append(f"blocks {first}-{last}")
     return bad
+
+
+def _sha256_range(f, start: int, end: int) -> str:
+    """sha256 of bytes [start, end) of an open file, read in CHUNK pieces."""
+    f.seek(start)
+    h, left = hashlib.sha256(), end - start
+    while left > 0:
+        chunk = f.read(min(CHUNK, left))
+        if not chunk:
+            break
+        h.update(chunk)
+        left -= len(chunk)
+    return h.hexdigest()

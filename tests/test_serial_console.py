@@ -48,6 +48,17 @@ class Cable:
         raise AssertionError(f"no reply to {line!r}; got {lines}")
 
 
+def until_answered(cable, line: bytes, proc, within_s: float) -> list[str]:
+    """Ask again until the firmware answers (it may still be starting or reopening)."""
+    deadline = time.monotonic() + within_s
+    while True:
+        try:
+            return cable.command(line, timeout_s=2)
+        except AssertionError:
+            assert time.monotonic() < deadline and proc.poll() is None, \
+                f"no answer to {line!r} within {within_s:g} s"
+
+
 def test_serial_console_survives_unplug_and_noise(tmp_path):
     link = tmp_path / "ttyUSB0"
     cable = Cable(link)
@@ -58,26 +69,14 @@ def test_serial_console_survives_unplug_and_noise(tmp_path):
     proc = subprocess.Popen(GLASSES + ["run", "--board", str(board), "--data-dir", str(tmp_path / "d"),
                                        "--console", "auto"], cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                lines = cable.command(b"version", timeout_s=2)
-                break
-            except AssertionError:
-                assert time.monotonic() < deadline and proc.poll() is None
+        lines = until_answered(cable, b"version", proc, 30)
         assert lines[-1] == "OK" and lines[-2].startswith("glasses ")
         assert cable.command(b"\x00\x13\xfe noise \x7f")[-1].startswith("ERR ")
         os.write(cable.master, b"half a li")  # pulled mid-line ...
         cable.pull()
         time.sleep(1.5)
         cable.plug()                       # ... and back: the partial line is forgotten
-        deadline = time.monotonic() + 40
-        while True:
-            try:
-                lines = cable.command(b"status --json", timeout_s=2)
-                break
-            except AssertionError:
-                assert time.monotonic() < deadline, "console did not come back after re-plug"
+        lines = until_answered(cable, b"status --json", proc, 40)
         assert lines[-1] == "OK" and '"board":"sim"' in lines[-2]
     finally:
         proc.terminate()
