@@ -10,6 +10,7 @@ import types
 import typing
 from dataclasses import dataclass, field
 
+from drivers import parts
 from drivers.errors import ConfigError
 
 Size = tuple[int, int]
@@ -62,7 +63,7 @@ class GPIOSpec:
 
 @dataclass(frozen=True)
 class ImuSpec:
-    part: str
+    part: str                        # a drivers.parts.PARTS name: lsm6dsox
     address: int
     int1_pin: int
     accel_range_g: int = 4
@@ -75,7 +76,7 @@ class ImuSpec:
 
 @dataclass(frozen=True)
 class FuelGaugeSpec:
-    part: str
+    part: str                        # a drivers.parts.PARTS name: max17048 | max17049
     address: int
     alert_pin: int
     alert_percent: int = 10
@@ -217,6 +218,8 @@ def _check(board: Board, file: str) -> None:
         for name in names:
             if name not in getattr(board, group):
                 raise ConfigError(f"{file}: missing part '{group}.{name}'")
+    for role in parts.ROLES:
+        parts.find(role, getattr(board, role).part, file)
     if board.leds["capture"].readback_pin < 0:
         raise ConfigError(f"{file}: 'leds.capture.readback_pin' is required: capture is only "
                           "allowed while the privacy LED reads back as on")

@@ -18,9 +18,9 @@ from .buttons import GestureButton
 from .camera import Camera
 from .errors import BusError, ConfigError, GlassesError
 from .i2c import I2CDevice
+from .interlock import InterlockedCamera
 from .leds import PrivacyLED, StatusLED
-from .lsm6dsox import LSM6DSOX
-from .max17048 import MAX17048
+from .parts import ROLES, find
 from .power import ComponentStates
 from .soc import Soc
 from .thermal import ThermalZone
@@ -106,7 +106,11 @@ def open_endpoints(config, data_dir: Path, clock) -> Endpoints:
 
 
 class Board:
-    """The running hardware: drivers for every part, built from a board file."""
+    """The running hardware: drivers for every part, built from a board file.
+
+    `camera` is the privacy interlock: the raw camera and the capture LED are private,
+    so nothing above the board can stream without the LED lit and read back.
+    """
 
     def __init__(self, config, data_dir: Path, clock, on_gesture=None):
         self.config = config
@@ -131,33 +135,36 @@ class Board:
         camera = "recording" if cam.recording else "streaming" if cam.streaming else "off"
         speaker = "playing" if (self.speaker.is_playing or self.media_playing) else \
             "idle" if self.speaker.streaming else "off"
-        leds = tuple(n for n, lit in (("capture", self.capture_led.driven),
+        leds = tuple(n for n, lit in (("capture", cam.led_driven),
                                       ("status", self.status_led.lit)) if lit)
         return ComponentStates(soc=self.soc.level, camera=camera,
                                microphones="on" if self.microphones.running else "off",
                                speaker=speaker, imu="low_power" if self.soc.level == "halt" else "on",
                                leds=leds)
 
+    def _i2c_part(self, role: str, pins):
+        """The driver of the part the board file names for `role`, with its interrupt line."""
+        spec = getattr(self.config, role)
+        part = find(role, spec.part, self.config.path)
+        line = ROLES[role]
+        irq = DigitalInputDevice(getattr(spec, line.irq_pin), pull_up=line.irq_pull_up,
+                                 pin_factory=pins)
+        self._irq_inputs.append(irq)
+        return part.build(I2CDevice(self._ep.i2c_bus, spec.address, role, self._ep.i2c_name),
+                          spec, irq)
+
     def _build(self, config, pins, on_gesture) -> None:
-        bus, bus_name = self._ep.i2c_bus, self._ep.i2c_name
-        imu = config.imu
-        self.imu = LSM6DSOX(
-            I2CDevice(bus, imu.address, "imu", bus_name), accel_range_g=imu.accel_range_g,
-            accel_odr_hz=imu.accel_odr_hz, gyro_range_dps=imu.gyro_range_dps,
-            gyro_odr_hz=imu.gyro_odr_hz, wake_threshold_g=imu.wake_threshold_g,
-            int1=DigitalInputDevice(imu.int1_pin, pull_up=False, pin_factory=pins))
-        fg = config.fuel_gauge
-        self.fuel_gauge = MAX17048(
-            I2CDevice(bus, fg.address, "fuel_gauge", bus_name), alert_percent=fg.alert_percent,
-            alert=DigitalInputDevice(fg.alert_pin, pull_up=True, pin_factory=pins))
+        self._irq_inputs = []
+        self.imu = self._i2c_part("imu", pins)
+        self.fuel_gauge = self._i2c_part("fuel_gauge", pins)
         self.thermal = ThermalZone(self._ep.thermal_path)
         pin = config.battery.charger_pin
         self.charger_input = None if pin < 0 else \
             DigitalInputDevice(pin, pull_up=True, pin_factory=pins)
         cam = config.camera
-        self.camera = Camera(self._ep.picam, self._ep.encoder_factory, still_size=cam.still_size,
-                             lores_size=cam.lores_size, video_size=cam.video_size, fps=cam.fps,
-                             clock=self.clock)
+        self._camera = Camera(self._ep.picam, self._ep.encoder_factory, still_size=cam.still_size,
+                              lores_size=cam.lores_size, video_size=cam.video_size, fps=cam.fps,
+                              clock=self.clock, name=cam.port)
         audio = config.audio
         self.microphones = Microphones(self._ep.mic_stream_factory, rate_hz=audio.rate_hz,
                                        channels=audio.channels,
@@ -173,9 +180,10 @@ class Board:
                                 self.clock, on_gesture, spec.long_press_s, spec.double_window_s)
             for name, spec in config.buttons.items()}
         capture = config.leds["capture"]
-        self.capture_led = PrivacyLED(LED(capture.pin, pin_factory=pins),
-                                      DigitalInputDevice(capture.readback_pin, pull_up=False,
-                                                         pin_factory=pins), self.clock)
+        self._privacy_led = PrivacyLED(LED(capture.pin, pin_factory=pins),
+                                       DigitalInputDevice(capture.readback_pin, pull_up=False,
+                                                          pin_factory=pins), self.clock)
+        self.camera = InterlockedCamera(self._camera, self._privacy_led, name=cam.port)
         self.status_led = StatusLED(LED(config.leds["status"].pin, pin_factory=pins))
 
     # What selftest probes, in order: name -> (probe, required).
@@ -197,18 +205,17 @@ class Board:
                          for n, b in self.buttons.items())
 
     def _probe_leds(self) -> str:
-        return f"capture: {self.capture_led.probe()}; status: {self.status_led.probe()}"
+        return f"capture: {self.camera.led_probe()}; status: {self.status_led.probe()}"
 
     def close(self) -> None:
         """Stop every device; safe to call twice. Errors are collected, not swallowed."""
         if self.sim is not None:
             self.sim.power.close()  # it reads device states: stop it before they close
         errors = []
-        parts = [getattr(self, n, None) for n in
-                 ("camera", "microphones", "speaker", "capture_led", "status_led")]
+        # The interlocked camera closes the raw camera and the capture LED it owns.
+        parts = [getattr(self, n, None) for n in ("camera", "microphones", "speaker", "status_led")]
         parts += list(getattr(self, "buttons", {}).values())
-        imu, gauge = getattr(self, "imu", None), getattr(self, "fuel_gauge", None)
-        parts += [imu and imu.int1, gauge and gauge.alert, getattr(self, "charger_input", None)]
+        parts += getattr(self, "_irq_inputs", []) + [getattr(self, "charger_input", None)]
         for part in parts:
             if part is None:
                 continue
@@ -216,8 +223,9 @@ class Board:
                 part.close()
             except (GlassesError, RuntimeError, OSError) as e:
                 errors.append(f"{type(part).__name__}: {e}")
-        self.buttons = {}
-        self.camera = self.microphones = self.speaker = self.capture_led = self.status_led = None
+        self.buttons, self._irq_inputs = {}, []
+        self.camera = self.microphones = self.speaker = self.status_led = None
+        self._camera = self._privacy_led = None
         self._close_endpoints()
         if errors:
             raise RuntimeError("closing the board: " + "; ".join(errors))

@@ -19,6 +19,7 @@ import numpy as np
 from drivers.atomic import fsync_dir, write_atomic
 from drivers.clock import Clock
 from drivers.errors import BusError, ConfigError, DeviceError, DeviceTimeout, GlassesError
+from drivers.locks import held
 
 log = logging.getLogger(__name__)
 
@@ -36,13 +37,37 @@ _HINT = ("the camera restarts on the next call; if this persists, check the CSI 
 
 
 @dataclass(frozen=True)
-class Photo:
-    """A saved still: where it is, its size in pixels, and when it was captured."""
+class Still:
+    """A captured JPEG still, not yet written anywhere (so a caller can still discard it)."""
 
-    path: Path
+    jpeg: bytes
     size: tuple[int, int]
     sensor_timestamp_ns: int
     wall_s: float
+
+    def save(self, path: str | os.PathLike) -> "Photo":
+        """Write the JPEG atomically to `path`."""
+        return Photo(write_atomic(path, self.jpeg), self)
+
+
+@dataclass(frozen=True)
+class Photo:
+    """A saved still: where it is, and the still (size in pixels, when it was captured)."""
+
+    path: Path
+    still: Still
+
+    @property
+    def size(self) -> tuple[int, int]:
+        return self.still.size
+
+    @property
+    def wall_s(self) -> float:
+        return self.still.wall_s
+
+    @property
+    def sensor_timestamp_ns(self) -> int:
+        return self.still.sensor_timestamp_ns
 
 
 @dataclass
@@ -138,19 +163,15 @@ class Camera:
 
     @contextlib.contextmanager
     def _op(self, what: str):
-        if not self._lock.acquire(timeout=self._lock_timeout_s):
-            raise DeviceTimeout(f"{self._name}: {what}: camera busy for {self._lock_timeout_s:g} s "
-                                "(another call is stuck)")
-        try:
-            if self._state == "closed":
-                raise GlassesError(f"{self._name}: {what}: camera is closed")
-            yield
-        except (BusError, DeviceError, DeviceTimeout) as exc:
-            if self._state != "closed":
-                self._set_state("failed", str(exc))
-            raise
-        finally:
-            self._lock.release()
+        with held(self._lock, self._lock_timeout_s, f"{self._name}: {what}: camera"):
+            try:
+                if self._state == "closed":
+                    raise GlassesError(f"{self._name}: {what}: camera is closed")
+                yield
+            except (BusError, DeviceError, DeviceTimeout) as exc:
+                if self._state != "closed":
+                    self._set_state("failed", str(exc))
+                raise
 
     # -- the one choke point into the camera ---------------------------------------------
 
@@ -306,7 +327,8 @@ class Camera:
                               f"{luma.mean():.0f}), the CSI link is corrupting data; {_HINT}")
         return luma
 
-    def _capture_still(self) -> tuple[bytes, dict, float]:
+    def capture_still(self) -> Still:
+        """The next main-stream frame as a JPEG (still_size; video_size while recording)."""
         with self._op("capture still"):
             self._ensure_streaming()
             buf = io.BytesIO()
@@ -319,18 +341,16 @@ class Camera:
             if not data.startswith(b"\xff\xd8"):
                 raise DeviceError(f"{self._name} ({self._model}): still is not a JPEG "
                                   f"({len(data)} bytes); {_HINT}")
-            return data, metadata, wall_s
+            size = self._video_size if self.recording else self._still_size
+            return Still(data, size, int(metadata.get("SensorTimestamp", 0)), wall_s)
 
     def capture_jpeg(self) -> bytes:
         """A JPEG of the next main-stream frame (still_size; video_size while recording)."""
-        return self._capture_still()[0]
+        return self.capture_still().jpeg
 
     def save_photo(self, path: str | os.PathLike) -> Photo:
         """Capture a still and write it atomically to `path`; returns when it was taken."""
-        data, metadata, wall_s = self._capture_still()
-        path = write_atomic(path, data)
-        size = self._video_size if self.recording else self._still_size
-        return Photo(path, size, int(metadata.get("SensorTimestamp", 0)), wall_s)
+        return self.capture_still().save(path)
 
     def start_video(self, path: str | os.PathLike, max_duration_s: float) -> None:
         """Switch to the video configuration and record to `path`; stops by itself at max_duration_s."""

@@ -1,9 +1,9 @@
 """LEDs: the capture (privacy) LED with its read-back line, and the status LED.
 
 The read-back is a photodiode and comparator on the capture LED, wired to an input
-pin: it reads high only when the LED really emits. Capture code asks `confirmed()`
-and refuses to take frames when the LED is driven on but does not read back as on
-(a broken LED, or one taped over).
+pin: it reads high only when the LED really emits. The camera's interlock
+(drivers/interlock.py) lights it with `on()` before streaming and asks `confirmed()`
+for every frame, so a broken LED, or one taped over, means no frames.
 """
 
 from .errors import DeviceError
@@ -31,13 +31,20 @@ class PrivacyLED:
         return self.driven and self.reads_on
 
     def on(self) -> None:
-        """Light the LED and check it; raises DeviceError (LED left off) if it does not read back."""
+        """Light the LED and check it; raises DeviceError (LED left off) if the read-back does not follow."""
+        if not self.driven and self.reads_on:
+            # A read-back that is high while the LED is dark would confirm anything; give
+            # it one settle time first, as it may still be falling from a recent off().
+            self.clock.sleep(self.settle_s)
+            if self.reads_on:
+                raise DeviceError("capture LED read-back reads lit while the LED is off (stuck "
+                                  "comparator), so the camera gives no frames; repair the read-back line")
         self.led.on()
         self.clock.sleep(self.settle_s)
         if not self.reads_on:
             self.led.off()
-            raise DeviceError("capture LED does not read back as lit (broken or covered); "
-                              "capture refused - uncover or repair the LED")
+            raise DeviceError("capture LED does not read back as lit (broken or covered), so the "
+                              "camera gives no frames; uncover or repair the LED")
 
     def off(self) -> None:
         self.led.off()
@@ -55,9 +62,11 @@ class PrivacyLED:
         finally:
             self.led.value = was
         if not lit:
-            raise DeviceError("capture LED read-back stays low when driven on (broken or covered LED)")
+            raise DeviceError("capture LED read-back stays low when driven on (broken or covered LED); "
+                              "uncover or repair the LED")
         if not dark:
-            raise DeviceError("capture LED read-back stays high when driven off (stuck comparator)")
+            raise DeviceError("capture LED read-back stays high when driven off (stuck comparator); "
+                              "repair the read-back line")
         return f"pin {self.led.pin}, read-back pin {self.readback.pin} follows"
 
     def close(self) -> None:

@@ -1,6 +1,6 @@
-"""Analog Devices (Maxim) MAX17048 fuel gauge: register map and driver.
+"""Analog Devices (Maxim) MAX17048/MAX17049 fuel gauges: register map and drivers.
 
-Datasheet 19-6171 rev 4. Registers are 16 bits, most significant byte first. One
+Datasheet 19-6171 rev 4 (one sheet for both; the MAX17049 gauges a two-cell pack). Registers are 16 bits, most significant byte first. One
 26-byte burst from VCELL to STATUS returns everything, including VERSION (proves the
 part and catches garbage) and STATUS.RI (the part was reset and needs configuring).
 """
@@ -38,7 +38,7 @@ SC = Bits(STATUS, 13)
 
 VERSION_MASK = 0xFFF0
 VERSION_FAMILY = 0x0010
-VCELL_V_PER_LSB = 78.125e-6
+VCELL_V_PER_LSB_PER_CELL = 78.125e-6
 SOC_PCT_PER_LSB = 1 / 256
 CRATE_PCT_H_PER_LSB = 0.208
 POR_CONFIG = 0x971C
@@ -68,6 +68,8 @@ class MAX17048:
     """Fuel-gauge driver; re-configures itself after the gauge was reset or went away."""
 
     name = "fuel_gauge"
+    model = "MAX17048"
+    cells = 1  # VCELL counts the whole pack: cells * 78.125 uV per LSB
 
     def __init__(self, dev, alert_percent: int = 10, alert=None):
         self.dev = dev
@@ -130,7 +132,7 @@ class MAX17048:
             raise DeviceError(f"fuel_gauge: inconsistent data (SOC {percent:.0f} %); check wiring")
         return GaugeReading(
             percent=min(percent, 100.0),
-            voltage_v=regs[VCELL] * VCELL_V_PER_LSB,
+            voltage_v=regs[VCELL] * VCELL_V_PER_LSB_PER_CELL * self.cells,
             rate_pct_per_h=crate * CRATE_PCT_H_PER_LSB,
             alert_low=bool(HD.get(regs[STATUS])),
         )
@@ -141,4 +143,11 @@ class MAX17048:
 
     def probe(self) -> str:
         r = self.read()
-        return f"MAX17048 0x{self.dev.address:02x}, {r.percent:.1f} %, {r.voltage_v:.3f} V"
+        return f"{self.model} 0x{self.dev.address:02x}, {r.percent:.1f} %, {r.voltage_v:.3f} V"
+
+
+class MAX17049(MAX17048):
+    """The two-cell MAX17049: the same registers; VCELL reads the pack, 156.25 uV per LSB."""
+
+    model = "MAX17049"
+    cells = 2

@@ -1,7 +1,12 @@
-"""The firmware process: bring up the board, run the asyncio loop, shut down cleanly."""
+"""The firmware process: the one place that wires the services together, and its lifecycle.
+
+Read this file first. `Firmware.__init__` brings up the board and builds every service
+from the ports it needs (ports.py lists them and who implements each); no service reaches
+another through this object. The rest: hardware callbacks handed over to the loop, the
+sampling that feeds the mode scheduler, `serve` (console, systemd) and `shutdown`.
+"""
 
 import asyncio
-import functools
 import logging
 import logging.handlers
 import signal
@@ -11,23 +16,28 @@ from drivers.bringup import Board
 from drivers.errors import GlassesError
 
 from . import __version__, notify
-from . import modes as m
 from .arbiter import Arbiter
-from .assistant import Assistant
-from .audio_hub import AudioHub
-from .capture import Capture
-from .cues import Cues
-from .energy import EnergyMeter
+from .blocking import Blocking
+from .capture.capture import Capture, CaptureSettings
 from .events import EventBus, LogTail
-from .monitor import Monitor
-from .recorder import Recorder
-from .supervisor import Conditions, Supervisor
+from .meeting.recorder import Recorder
+from .power import modes as m
+from .power.conditions import Conditions, ModeScheduler, Thresholds
+from .power.energy import Activity, EnergyMeter
+from .power.manager import PowerManager
+from .power.monitor import Monitor
+from .tasks import spawn
+from .voice.assistant import Assistant
+from .voice.conversation import Conversation
+from .voice.cues import Cues
+from .voice.hub import AudioHub
+from .voice.router import Router
+from .voice.speech import SpeechOut
 
 log = logging.getLogger("glasses")
 
 DATA_SUBDIRS = ("photos", "videos", "recordings", "notes", "logs")
 SAMPLE_PERIOD_S = 5.0
-BOOT_S = 25.0  # a CM5 from halt to a running firmware (Lite image, measured range 15-30 s)
 
 
 def prepare_data_dir(data_dir: Path) -> None:
@@ -46,185 +56,135 @@ def setup_logging(data_dir: Path, tail: LogTail) -> None:
 
 
 class Firmware:
-    """The running application: owns the board, the modes and the services."""
+    """The running application: owns the board and the services, and wires them."""
 
     version = __version__
 
     def __init__(self, config, data_dir: Path, clock, log_tail: LogTail | None = None,
-                 models_dir=None, policy: str = "scheduler"):
-        self.config = config
+                 models_dir=None, plan: str = "scheduler"):
+        self.config, self.clock = config, clock
         self.data_dir = Path(data_dir)
         prepare_data_dir(self.data_dir)
-        self.clock = clock
         self.log_tail = log_tail or LogTail()
         self.models_dir = models_dir
         self.loop = asyncio.get_running_loop()
         self.stopping = asyncio.Event()
         self.lifecycle = "starting"
+        self.started_at = clock.monotonic()
+
         # Two supervised workers: the voice worker (wake word, VAD, command grammar, TTS)
         # answers within milliseconds even while the model worker (LLM, ASR) is busy
         # generating, so listening, barge-in and the first spoken sentence never queue
         # behind a whole answer.
-        self.worker = self.voice = None
+        self.model_worker = self.voice_worker = None
         if models_dir is not None:
             from .worker import InferenceClient
-            self.worker = InferenceClient(models_dir, threads=config.inference.threads,
-                                          preload=("llm", "asr"))
-            self.voice = InferenceClient(models_dir, threads=1,
-                                         preload=("wake", "vad", "commands", "tts"))
-        self.events = EventBus()
-        self.board = Board(config, self.data_dir, clock, on_gesture=self._from_thread(self._gesture))
-        self.board.imu.int1.when_activated = self._from_thread(self._imu_wake)
-        self.monitor = Monitor(self.board, clock, self.events)
-        self.arbiter = Arbiter(self.events)
-        self.machine = m.ModeMachine(base_for=lambda: self.supervisor.base_mode(),
-                                     on_change=self._mode_changed)
-        self.supervisor = Supervisor(config, self.machine, policy)
-        self.cues = Cues(self.board.speaker)
-        self.capture = Capture(self)
-        self.recorder = Recorder(self)
-        self.audio = AudioHub(self)
-        self.assistant = Assistant(self)
-        self.energy = EnergyMeter(self)
-        clock_listeners = getattr(clock, "listeners", None)
-        if isinstance(clock_listeners, list):
-            clock_listeners.append(self.energy.tick)
-        self.started_at = clock.monotonic()
-        self._boot_until = 0.0
-        self._active_at = self.started_at
+            self.model_worker = InferenceClient(models_dir, threads=config.inference.threads,
+                                                preload=("llm", "asr"))
+            self.voice_worker = InferenceClient(models_dir, threads=1,
+                                                preload=("wake", "vad", "grammar", "tts"))
 
+        # The board and the plumbing every service shares.
+        self.events = EventBus()
+        self.blocking = Blocking()
+        self.board = board = Board(config, self.data_dir, clock,
+                                   on_gesture=self._from_thread(self._gesture))
+        board.imu.int1.when_activated = self._from_thread(self.sample)
+        self.arbiter = Arbiter()
+
+        # Power: sensors -> conditions -> modes -> what each mode powers.
+        self.monitor = Monitor(board.imu, board.fuel_gauge, board.thermal, board.charger_input,
+                               clock, self.events)
+        self.modes = m.ModeMachine(base_for=lambda: self.scheduler.base_mode())
+        self.modes.subscribe(lambda old, new, event, reason:
+                             self.events.emit("mode", f"{new} {reason}".strip()))
+        self.scheduler = ModeScheduler(Thresholds.from_board(config), self.modes, clock, plan)
+        self.power = PowerManager(board.soc, self.modes, self.events, self.blocking)
+
+        # Voice out, capture and recording.
+        self.cues = Cues(board.speaker)
+        self.speech = SpeechOut(board.speaker, self.voice_worker, self.cues, self.events, clock,
+                                self.blocking, touch=self.scheduler.touch)
+        self.capture = Capture(board.camera, self.arbiter, self.modes, clock, self.events,
+                               self.speech, self.cues, self.blocking, self.data_dir,
+                               CaptureSettings.from_board(config), lambda: self.scheduler.conditions,
+                               always_on=plan == "always-on")
+        self.hub = AudioHub(board.microphones, clock, self.events, self.blocking)
+        self.recorder = Recorder(self.hub, self.arbiter, self.modes, clock, self.events,
+                                 self.blocking, self.data_dir)
+
+        # The assistant: the router serves voice intents and console commands alike.
+        self.conversation = Conversation(self.model_worker, self.speech, self.modes, self.events)
+        self.router = Router(self.capture, self.recorder, board.speaker, self.conversation, clock,
+                             self.fresh_conditions, self.data_dir)
+        self.assistant = Assistant(self.hub, self.voice_worker, self.model_worker, self.arbiter,
+                                   self.modes, clock, self.events, self.speech, self.cues,
+                                   self.router, self.conversation, self.blocking, self.data_dir,
+                                   touch=self.scheduler.touch)
+
+        # Before a halt, every file is closed: the meeting first when the battery dies.
+        self.power.add_power_down_step("recording", self._stop_recording_if_critical)
+        self.power.add_power_down_step("video", lambda mode: self.capture.close_all(f"{mode} mode"))
+        self.power.add_power_down_step("microphones", lambda mode: self.hub.close())
+
+        # Energy last: it observes what the others switched on or off.
+        self.energy = EnergyMeter(config.power, clock, board.component_states,
+                                  lambda: self.modes.mode, self._activity)
+        self.modes.subscribe(lambda *change: self.energy.tick())
+        if isinstance(getattr(clock, "listeners", None), list):
+            clock.listeners.append(self.energy.tick)
+
+    # Small views the wiring hands out.
     @property
     def mode(self) -> str:
-        return self.machine.mode
+        return self.modes.mode
 
-    @property
-    def worker_state(self) -> str:
-        return self.worker.state if self.worker is not None else "not_started"
+    def _activity(self) -> Activity:
+        return Activity(video=self.capture.recording_video, meeting=self.recorder.running,
+                        music=self.board.media_playing)
 
-    async def start_worker(self) -> None:
-        """Start the inference workers in the background; their state shows in `status`."""
-        if self.machine.policy.listening:
-            self.assistant.listener.start()
-        for name, client in (("voice", self.voice), ("worker", self.worker)):
-            if client is None:
-                continue
-            try:
-                await client.start()
-                self.events.emit("worker", f"{name} ready")
-            except GlassesError as e:
-                self.events.emit("fault", f"{name} worker {e}")
+    def fresh_conditions(self) -> Conditions:
+        self.sample()
+        return self.scheduler.conditions
+
+    async def _stop_recording_if_critical(self, mode: str) -> None:
+        if mode == m.CRITICAL:
+            await self.recorder.stop("battery critical")
+
+    def worker_states(self) -> dict[str, str]:
+        """{"model": state, "voice": state} of the two inference workers."""
+        return {name: client.state if client is not None else "not_started"
+                for name, client in (("model", self.model_worker), ("voice", self.voice_worker))}
 
     def _from_thread(self, fn):
         # Device callbacks run on driver threads: they only hand over to the loop.
         return lambda *args: self.loop.call_soon_threadsafe(fn, *args)
 
+    # Inputs.
     def _gesture(self, button: str, gesture: str) -> None:
         if gesture in ("click", "double", "long"):
             self.events.emit("button", f"{button} {gesture}")
-        self.touch()
+        self.scheduler.touch()
         self.assistant.gesture(button, gesture)
-        if button == "capture" and gesture == "click" and self.machine.policy.camera:
-            self.loop.create_task(self._button_photo())
+        if button == "capture" and gesture == "click" and self.modes.policy.camera:
+            spawn(self._button_photo(), name="button-photo")
 
     async def _button_photo(self) -> None:
         try:
-            await self.capture.photo()
+            await self.router.run("photo")
         except GlassesError as e:
             self.events.emit("capture", f"button photo refused: {e}")
 
-    def _imu_wake(self) -> None:
-        self.sample()
-
     def sample(self):
-        """Read the sensors now and let the supervisor act on them (loop thread)."""
-        self._expire_interactive()
+        """Read the sensors now and let the scheduler act on them (loop thread)."""
         snap = self.monitor.sample()
         self.energy.tick()
         g = snap.gauge
-        self.supervisor.update(Conditions(
+        self.scheduler.update(Conditions(
             worn=self.monitor.worn, charging=self.monitor.charging,
-            percent=g.percent if g else self.supervisor.conditions.percent,
+            percent=g.percent if g else self.scheduler.conditions.percent,
             temperature_c=self.monitor.temperature_c))
         return snap
-
-    def interactive_timeout_s(self) -> float:
-        """How long an assistant turn may sit idle: shorter when the battery is low."""
-        base = self.supervisor.base_mode()
-        return min(m.POLICY[m.INTERACTIVE].idle_timeout_s, m.POLICY[base].idle_timeout_s)
-
-    def touch(self) -> None:
-        """Note user activity (speech, a button): restarts the idle timeout."""
-        self._active_at = self.clock.monotonic()
-
-    def _expire_interactive(self) -> None:
-        if self.machine.mode == m.INTERACTIVE and \
-                self.clock.monotonic() - self._active_at > self.interactive_timeout_s():
-            self.machine.fire("turn_done", "idle timeout")
-
-    def _mode_changed(self, old: str, new: str, event: str, reason: str) -> None:
-        self.energy.tick()  # the time so far belongs to the old mode
-        self._active_at = self.clock.monotonic()
-        self.assistant.mode_changed(new)
-        self.events.emit("mode", f"{new} {reason}".strip())
-        policy = m.POLICY[new]
-        soc = self.board.soc
-        if policy.soc == "halt":
-            self.loop.create_task(self._power_down(new))
-            return
-        if soc.halted:
-            # Waking from halt is a boot: charge it at full load before the mode's level.
-            soc.wake()
-            soc.set_level("load")
-            self._boot_until = self.clock.monotonic() + BOOT_S
-            self.loop.call_later(BOOT_S, self._settle_soc)
-        elif not self._booting():
-            soc.set_level(policy.soc)
-        if self.supervisor.policy == "always-on":
-            return
-        if not policy.video and self.capture.recording_video:
-            self.loop.create_task(self.capture.stop_video(f"{new} mode"))
-
-    def _booting(self) -> bool:
-        return self.board.soc.level == "load" and self._boot_until > self.clock.monotonic()
-
-    def _settle_soc(self) -> None:
-        policy = m.POLICY[self.machine.mode]
-        if policy.soc != "halt" and not self.board.soc.halted:
-            self.board.soc.set_level(policy.soc)
-
-    async def _power_down(self, mode: str) -> None:
-        """SLEEP and CRITICAL: close every file, then halt (RTC or wear/button wake).
-
-        Each step runs even if one before it failed: a camera fault must not leave a
-        meeting recording open when the battery dies.
-        """
-        steps = [("video", self.capture.close_all(f"{mode} mode"))]
-        if mode == m.CRITICAL:
-            steps.insert(0, ("recording", self.recorder.stop("battery critical")))
-        steps += [("camera", self.run_blocking(self.board.camera.stop)),
-                  ("microphones", self.run_blocking(self.board.microphones.stop))]
-        for name, step in steps:
-            try:
-                await step
-            except GlassesError as e:
-                log.warning("power down: %s: %s", name, e)
-                self.events.emit("fault", f"{name} while powering down: {e}")
-        self.board.capture_led.off()
-        if self.machine.mode == mode:
-            self.events.emit("power", f"halt ({mode})")
-            self.board.soc.halt(None)
-
-    async def run_blocking(self, fn, *args):
-        """Run a blocking call (device I/O, subprocesses) off the loop."""
-        return await self.loop.run_in_executor(None, functools.partial(fn, *args))
-
-    def models_info(self) -> list[dict]:
-        """One row per model in the manifest (blocking: hashes files)."""
-        if self.models_dir is None:
-            return []
-        from models.manifest import load
-        from models.verify import verify_all
-        return verify_all(load(self.models_dir))
 
     async def sample_forever(self) -> None:
         while True:
@@ -234,6 +194,27 @@ class Firmware:
                 log.warning("sampling failed: %s", e)
             await self.clock.asleep(SAMPLE_PERIOD_S)
 
+    def models_info(self) -> list[dict]:
+        """One row per model in the manifest (blocking: hashes files)."""
+        if self.models_dir is None:
+            return []
+        from models.manifest import load
+        from models.verify import verify_all
+        return verify_all(load(self.models_dir))
+
+    # Lifecycle.
+    async def start_workers(self) -> None:
+        """Start listening and the inference workers; their state shows in `status`."""
+        self.assistant.start()
+        for name, client in (("voice", self.voice_worker), ("worker", self.model_worker)):
+            if client is None:
+                continue
+            try:
+                await client.start()
+                self.events.emit("worker", f"{name} ready")
+            except GlassesError as e:
+                self.events.emit("fault", f"{name} worker {e}")
+
     def stop(self, reason: str) -> None:
         if not self.stopping.is_set():
             log.info("stopping: %s", reason)
@@ -241,11 +222,12 @@ class Firmware:
             self.stopping.set()
 
     async def shutdown(self) -> None:
-        self.assistant.interrupt()
-        await self.audio.close()
+        await self.assistant.close()
+        await self.hub.close()
         await self.capture.close_all("shutting down")
         await self.recorder.stop("shutting down")
-        for client in (self.voice, self.worker):
+        await self.power.close()
+        for client in (self.voice_worker, self.model_worker):
             if client is not None:
                 await client.stop()
         self.energy.tick()
@@ -256,13 +238,13 @@ class Firmware:
 
 
 async def serve(fw: Firmware, console: str) -> int:
-    from .transports import open_console
+    from .console.transports import open_console
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, fw.stop, signal.Signals(sig).name)
     con = None
     tasks = [asyncio.create_task(fw.sample_forever(), name="monitor"),
-             asyncio.create_task(fw.start_worker(), name="worker-start"),
+             asyncio.create_task(fw.start_workers(), name="worker-start"),
              asyncio.create_task(notify.keep_watchdog_fed(), name="watchdog")]
     try:
         con = open_console(fw, console)

@@ -50,19 +50,19 @@ def cmd_selftest(args) -> int:
 
 
 def cmd_console(args) -> int:
-    from .host import interactive
+    from .console.host import interactive
     return interactive(args.port, args.baud)
 
 
 def cmd_diag(args) -> int:
-    from .host import diag
+    from .console.host import diag
     return diag(args.port, args.baud, as_json=args.json, out=args.out)
 
 
 def cmd_pin_hash(args) -> int:
     import getpass
 
-    from .pin import hash_pin
+    from .console.pin import hash_pin
     pin = getpass.getpass("console PIN (4-12 digits): ") if sys.stdin.isatty() else sys.stdin.readline().strip()
     print(hash_pin(pin))
     return 0
@@ -73,11 +73,11 @@ def cmd_simulate_day(args) -> int:
 
     import boards
 
-    from .simday import run_day
+    from .tools.simday import run_day
     config = boards.load(args.board)
     if config.sim is None:
         raise GlassesError(f"simulate-day runs on a simulated board; {config.name} is real")
-    report = run_day(config, args.profile, args.policy, args.plot, quiet=args.json)
+    report = run_day(config, args.profile, args.plan, args.plot, quiet=args.json)
     if args.json:
         print(json.dumps(report))
     else:
@@ -131,12 +131,13 @@ def build_parser() -> argparse.ArgumentParser:
     sd = sub.add_parser("simulate-day", help="a scripted day on the sim board: projected battery life")
     sd.add_argument("--board", default="sim")
     sd.add_argument("--profile", default="typical", help="profile name or .toml path")
-    sd.add_argument("--policy", default="scheduler", choices=("scheduler", "always-on"))
+    sd.add_argument("--plan", default="scheduler", choices=("scheduler", "always-on"),
+                    help="the power plan reported first (the other is the baseline)")
     sd.add_argument("--plot", help="write the battery plot (PNG) here")
     sd.add_argument("--json", action="store_true", help="one JSON object")
     sd.set_defaults(func=cmd_simulate_day)
 
-    from .models_cli import add_subcommands
+    from .tools.models_cli import add_subcommands
     add_subcommands(sub)
 
     ph = sub.add_parser("pin-hash", help="make the console.pin_hash value for a board file")
@@ -144,15 +145,21 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def main(argv=None) -> int:
-    args = build_parser().parse_args(argv)
+def run_cli(parser: argparse.ArgumentParser, argv=None) -> int:
+    """Parse, run the chosen command; a GlassesError is one line on stderr and exit 2."""
+    args = parser.parse_args(argv)
     try:
         return args.func(args)
     except GlassesError as e:
-        print(f"glasses: error: {e}", file=sys.stderr)
+        print(f"{parser.prog}: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
+        print(f"{parser.prog}: interrupted", file=sys.stderr)
         return 130
+
+
+def main(argv=None) -> int:
+    return run_cli(build_parser(), argv)
 
 
 if __name__ == "__main__":

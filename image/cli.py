@@ -10,7 +10,6 @@ import sys
 from pathlib import Path
 
 import boards
-from drivers.errors import GlassesError
 
 from .tools import FlashError
 
@@ -123,12 +122,5 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
-    args = build_parser().parse_args(argv)
-    try:
-        return args.func(args)
-    except GlassesError as e:
-        print(f"flash.sh: error: {e}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("flash.sh: interrupted", file=sys.stderr)
-        return 130
+    from firmware.cli import run_cli
+    return run_cli(build_parser(), argv)

@@ -14,7 +14,7 @@ from pathlib import Path
 from drivers.errors import ConfigError
 
 PACKAGE_MANIFEST = Path(__file__).with_name("manifest.toml")
-ROLES = ("vad", "wake", "commands", "asr", "llm", "tts", "ocr")
+ROLES = ("vad", "wake", "grammar", "asr", "llm", "tts", "ocr")
 _MODEL_KEYS = {"role", "source", "license", "languages", "quantization", "files", "build",
                "notes", "random_weights"}
 _FILE_KEYS = {"path", "sha256", "size", "url"}

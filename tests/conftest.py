@@ -30,7 +30,7 @@ class RunningFirmware:
                 self.log.seek(0)
                 raise RuntimeError(f"firmware did not start: {self.log.read()[-2000:]}")
             time.sleep(0.05)
-        from firmware.host import ConsoleClient
+        from firmware.console.host import ConsoleClient
         self.client = ConsoleClient(str(self.tty), timeout_s=30)
 
     def cmd(self, line: str, timeout_s: float = 30):

@@ -6,7 +6,13 @@ import time
 import numpy as np
 import pytest
 
-from firmware import intents
+import asyncio
+
+from drivers.clock import SimClock
+from firmware.arbiter import Arbiter
+from firmware.voice import intents
+from firmware.voice.router import ACTIONS
+from firmware.voice.segmenter import CAPTURE_POLL_S, ListenSettings, Segmenter
 from tests.conftest import RunningFirmware
 
 
@@ -113,14 +119,15 @@ def test_push_to_talk(assistant_fw):
 
 
 def test_intents_match_everyday_phrases():
-    assert intents.match("Take a photo.").command == "photo"
-    assert intents.match("hey jarvis, take a picture please").command == "photo"
-    assert intents.match("What's the battery?").command == "battery"
-    assert intents.match("why is the sky blue").command is None
+    assert intents.match("Take a photo.").action == "photo"
+    assert intents.match("hey jarvis, take a picture please").action == "photo"
+    assert intents.match("What's the battery?").action == "battery"
+    assert intents.match("why is the sky blue").action is None
     assert intents.language_of("天空为什么是蓝色的") == "zh"
     assert intents.language_of("하늘은 왜 파란가요") == "ko"
     assert intents.language_of("why") == "en"
-    # Every grammar phrase uses only words PocketSphinx knows.
+    # Every phrase names an action the router has, and uses only words PocketSphinx knows.
+    assert set(intents.PHRASES) <= set(ACTIONS)
     from pocketsphinx import Decoder, get_model_path
     import os
     d = Decoder(hmm=os.path.join(get_model_path(), "en-us", "en-us"),
@@ -131,52 +138,34 @@ def test_intents_match_everyday_phrases():
 
 
 def test_endpointing_counts_audio_not_clock():
-    """Energy fallback: the same recording gives the same utterance, however it arrives."""
-    import asyncio
-
-    from firmware.listener import ListenSettings, Listener
-
-    class Fw:   # the listener needs only these of the firmware
-        worker = voice = None
-
-        class board:
-            class speaker:
-                is_playing = False
-
-        class clock:
-            @staticmethod
-            def monotonic():
-                return 0.0
-
-        class audio:
-            @staticmethod
-            def subscribe(name, cb, period_s=0.04): pass
-
-            @staticmethod
-            def unsubscribe(name): pass
-
-        class arbiter:
-            @staticmethod
-            def suspended(owner): return False
-
+    """Energy fallback (no voice worker): the same recording gives the same utterance,
+    however the hub happens to cut it into chunks."""
     rng = np.random.default_rng(1)
     quiet = rng.normal(0, 0.0005, 16000).astype(np.float32)
     loud = (0.2 * np.sin(2 * np.pi * 300 * np.arange(16000) / 16000)).astype(np.float32)
     audio = np.concatenate([quiet, loud, quiet, quiet])
     results = []
     for chunk_len in (1280, 640, 4000):
-        got = []
-        lis = Listener(Fw, lambda: None, got.append, ListenSettings(endpoint_silence_s=0.6))
+        events, polls = [], []
+
+        async def on_event(kind, heard):
+            events.append((kind, heard))
 
         async def run():
-            lis.listen(pre_roll_s=0)
+            seg = Segmenter(None, Arbiter(), SimClock(realtime=False), on_event, polls.append,
+                            ListenSettings(endpoint_silence_s=0.6))
+            seg.capture(pre_roll_s=0)
             for i in range(0, len(audio), chunk_len):
-                lis._on_chunk(audio[i:i + chunk_len])
+                seg.feed(audio[i:i + chunk_len])
                 await asyncio.sleep(0)
-            while lis._task and not lis._task.done():
+            while seg._task and not seg._task.done():
                 await asyncio.sleep(0)
+            return seg
 
-        asyncio.run(run())
-        results.append(len(got[0]) if got and got[0] is not None else None)
+        seg = asyncio.run(run())
+        assert polls[0] == CAPTURE_POLL_S and polls[-1] is None   # back to no audio needed
+        assert seg.state == "watch"
+        assert [k for k, _ in events] == ["pause", "utterance"]   # nobody ended it early
+        results.append(len(events[-1][1]))
     assert results[0] is not None and 2.0 * 16000 <= results[0] <= 2.8 * 16000
     assert max(results) - min(results) <= 4000   # same cut within one arrival chunk

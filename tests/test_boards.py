@@ -46,6 +46,8 @@ def write(tmp_path, text):
     (lambda s: s.replace("worn = true", "worn = 1"), "sim.worn"),
     (lambda s: s.replace("readback_pin = 13\n", ""), "leds.capture.readback_pin"),
     (lambda s: s.replace('source = "same as cm5-ref"', "", 1), "power.soc.source"),
+    (lambda s: s.replace('part = "lsm6dsox"', 'part = "bmi160"'), "imu.part"),
+    (lambda s: s.replace('part = "max17048"', 'part = "lsm6dsox"'), "fuel_gauge.part"),
 ])
 def test_malformed_board_is_refused_naming_file_and_key(tmp_path, edit, key):
     path = write(tmp_path, edit(SIM))

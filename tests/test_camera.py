@@ -269,3 +269,14 @@ def test_still_while_recording_is_video_sized(camera, tmp_path):
     cam.stop_video()
     with Image.open(photo.path) as im:
         assert im.size == photo.size == (320, 240)
+
+
+def test_a_still_is_written_only_when_saved(camera, tmp_path):
+    cam, _ = camera
+    still = cam.capture_still()
+    assert still.jpeg.startswith(b"\xff\xd8") and still.size == (640, 480)
+    assert list(tmp_path.iterdir()) == []  # a caller (the interlock) may still discard it
+    photo = still.save(tmp_path / "s.jpg")
+    assert photo.path.read_bytes() == still.jpeg
+    assert (photo.size, photo.sensor_timestamp_ns, photo.wall_s) == \
+        (still.size, still.sensor_timestamp_ns, still.wall_s)

@@ -8,8 +8,8 @@ from hypothesis import strategies as st
 
 from drivers.clock import SimClock
 from drivers.errors import ConfigError
-from firmware.lines import MAX_LINE_BYTES, LineReader
-from firmware.pin import LOCKOUT_S, PinGate, hash_pin, verify_pin
+from firmware.console.lines import MAX_LINE_BYTES, LineReader
+from firmware.console.pin import LOCKOUT_S, PinGate, hash_pin, verify_pin
 
 
 @settings(max_examples=300, deadline=None)

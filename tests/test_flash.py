@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from firmware.pin import verify_pin
+from firmware.console.pin import verify_pin
 from image import bootcfg, wheels
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -98,6 +98,9 @@ def test_broken_privacy_led_is_refused_and_left_off(gpio):
     gpio.break_readback(stuck_high=True)
     with pytest.raises(DeviceError, match="stays high"):
         led.probe()
+    with pytest.raises(DeviceError, match="reads lit while the LED is off"):
+        led.on()  # a read-back that is always high proves nothing
+    assert not led.driven
     gpio.repair_readback()
     led.on()
     assert led.confirmed()

@@ -8,7 +8,7 @@ import shutil
 import pytest
 
 from drivers.errors import ConfigError
-from firmware.models_cli import add_subcommands
+from firmware.tools.models_cli import add_subcommands
 from firmware.worker import InferenceClient, SupervisorSettings
 from models import build_test, manifest
 from models.verify import ModelCorrupt, ModelMissing, verify_entry

@@ -4,7 +4,7 @@ import itertools
 
 import pytest
 
-from firmware import modes as m
+from firmware.power import modes as m
 from firmware.arbiter import PRIORITY, SUSPENDS, Arbiter, Busy
 
 
@@ -12,8 +12,8 @@ from firmware.arbiter import PRIORITY, SUSPENDS, Arbiter, Busy
 def test_every_declared_transition(state, event):
     for base in (m.STANDBY, m.LOW_BATTERY, m.CHARGING):
         changes = []
-        machine = m.ModeMachine(base_for=lambda: base, initial=state,
-                                on_change=lambda *a: changes.append(a))
+        machine = m.ModeMachine(base_for=lambda: base, initial=state)
+        machine.subscribe(lambda *a: changes.append(a))
         target = machine.fire(event, "test")
         want = m.TRANSITIONS[(state, event)]
         assert target == (base if want == m.BASE else want)
@@ -51,7 +51,7 @@ def test_every_state_is_reachable_and_has_a_way_out():
 def test_docs_diagram_is_generated_from_the_table():
     from pathlib import Path
     doc = Path(__file__).resolve().parent.parent / "docs" / "modes.md"
-    assert doc.read_text() == m.markdown(), "run: python -m firmware.modes > docs/modes.md"
+    assert doc.read_text() == m.markdown(), "run: python -m firmware.power.modes > docs/modes.md"
 
 
 def test_arbiter_priorities_preemption_and_sharing():

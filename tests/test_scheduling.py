@@ -14,23 +14,23 @@ from PIL import Image
 
 import boards
 from drivers.clock import SimClock
-from firmware import modes as m
+from firmware.power import modes as m
 from firmware.app import Firmware
-from firmware.capture import CaptureRefused
-from firmware.recorder import RecordingRefused
+from firmware.capture.capture import CaptureRefused
+from firmware.meeting.recorder import RecordingRefused
 from firmware.vloop import VirtualTimeLoop
 from tests.conftest import GLASSES, ROOT
 
 SIM = boards.load("sim")
 
 
-def run_virtual(body, data_dir=None, policy="scheduler"):
+def run_virtual(body, data_dir=None, plan="scheduler"):
     """Run `await body(fw)` against a fresh firmware on virtual time."""
     clock = SimClock(realtime=False)
     tmp = tempfile.TemporaryDirectory(prefix="glasses-test-")
 
     async def main():
-        fw = Firmware(SIM, Path(data_dir or tmp.name), clock, policy=policy)
+        fw = Firmware(SIM, Path(data_dir or tmp.name), clock, plan=plan)
         sampler = asyncio.create_task(fw.sample_forever())
         try:
             return await body(fw)
@@ -51,15 +51,15 @@ async def settle(fw, seconds=1.0):
     import time
     await fw.clock.asleep(seconds)
     for _ in range(5):
-        await fw.run_blocking(time.sleep, 0.02)
+        await fw.blocking.run(time.sleep, 0.02)
 
 
 def check_invariants(fw):
-    cam, led = fw.board.camera, fw.board.capture_led
+    cam = fw.board.camera
     if fw.mode in (m.SLEEP, m.CRITICAL):
         assert not cam.streaming, f"camera powered in {fw.mode}"
     if cam.streaming:
-        assert led.confirmed(), "camera frames flowing without a confirmed LED"
+        assert cam.led_confirmed(), "camera frames flowing without a confirmed LED"
     assert len(fw.arbiter.owners("camera")) <= 1, fw.arbiter.owners("camera")
     if fw.mode == m.CRITICAL:
         assert not fw.recorder.running and not fw.capture.recording_video
@@ -149,12 +149,12 @@ def test_photo_has_exif_time_and_video_stops_at_its_limit():
         stamp = exif.get_ifd(0x8769).get(0x9003)
         assert stamp and stamp == exif.get(0x0132)
         video = await fw.capture.start_video(3)
-        assert fw.mode == m.CAPTURE and fw.board.capture_led.confirmed()
+        assert fw.mode == m.CAPTURE and fw.board.camera.led_confirmed()
         for _ in range(20):          # small steps, so the encoder thread sees each frame time
             await settle(fw, 0.25)
         assert not fw.capture.recording_video and fw.mode == m.STANDBY
         assert video.exists() and video.read_bytes()[:2] == b"\xff\xd8"
-        assert not fw.board.capture_led.driven and not fw.board.camera.streaming
+        assert not fw.board.camera.led_driven and not fw.board.camera.streaming
         return True
 
     assert run_virtual(body)

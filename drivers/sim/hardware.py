@@ -10,13 +10,12 @@ import threading
 from pathlib import Path
 
 from drivers.errors import ConfigError
+from drivers.parts import ROLES, find
 
 from .audio import SimAudioSource, list_played, sim_input_stream_factory, sim_output_stream_factory
 from .camera import Scene, SimPicamera2, sim_encoder_factory
 from .gpio import SimGPIO
-from .i2c import FAULTS, SimI2CBus
-from .lsm6dsox import LSM6DSOXEmulator
-from .max17048 import MAX17048Emulator
+from .i2c import FAULTS, SimI2CBus, emulator_class
 from .power import SimPower
 
 G = 9.80665
@@ -42,10 +41,8 @@ class SimHardware:
         self._charger_pin = self.gpio.pin(config.battery.charger_pin) \
             if config.battery.charger_pin >= 0 else None
         self.i2c = SimI2CBus(f"sim-i2c-{config.i2c.bus}")
-        self.imu = self.i2c.attach(config.imu.address,
-                                   LSM6DSOXEmulator(int1_pin=self.gpio.pin(config.imu.int1_pin)))
-        self.fuel_gauge = self.i2c.attach(config.fuel_gauge.address, MAX17048Emulator(
-            alert_pin=self.gpio.pin(config.fuel_gauge.alert_pin), percent=spec.battery_percent))
+        self.imu = self._attach("imu")
+        self.fuel_gauge = self._attach("fuel_gauge", percent=spec.battery_percent)
         self.audio_source = SimAudioSource(clock, rate_hz=config.audio.rate_hz,
                                            channels=config.audio.channels)
         self.speaker_dir = self.data_dir / "sim" / "speaker"
@@ -65,6 +62,14 @@ class SimHardware:
         self._stop = threading.Event()
         self._wearer_thread = threading.Thread(target=self._wearer, name="sim-wearer", daemon=True)
         self._wearer_thread.start()
+
+    def _attach(self, role: str, **state):
+        """The emulator of the part the board file names for `role`, on the bus and its pin."""
+        spec = getattr(self.config, role)
+        irq_pin = ROLES[role].irq_pin
+        emulator = emulator_class(find(role, spec.part, self.config.path))(
+            **{irq_pin: self.gpio.pin(getattr(spec, irq_pin))}, **state)
+        return self.i2c.attach(spec.address, emulator)
 
     # The physical world.
     def set_worn(self, worn: bool) -> None:

@@ -7,11 +7,18 @@ per address: "nack" (transient NACKs), "timeout", "garbage" (random bytes), "gon
 """
 
 import errno
+import importlib
 import os
 import random
 import threading
 
 FAULTS = ("nack", "timeout", "garbage", "gone")
+
+
+def emulator_class(part) -> type:
+    """The emulator a drivers.parts.Part names ("module:Class" under drivers.sim)."""
+    module, _, name = part.emulator.partition(":")
+    return getattr(importlib.import_module(f"drivers.sim.{module}"), name)
 
 
 class RegisterEmulator:

@@ -1,7 +1,8 @@
-"""Register-level emulator of the MAX17048 fuel gauge, driven by physical values.
+"""Register-level emulators of the MAX17048/MAX17049 fuel gauges, driven by physical values.
 
 The sim (and later the power model) sets the state of charge and the charge rate;
-the cell voltage follows a Li-ion open-circuit-voltage curve unless set directly.
+the pack voltage follows a Li-ion open-circuit-voltage curve (per cell, times the
+cells in series) unless set directly.
 Crossing below the alert threshold sets STATUS.HD and CONFIG.ALRT and pulls ALRT low.
 """
 
@@ -26,6 +27,8 @@ def ocv_for(percent: float) -> float:
 
 class MAX17048Emulator(RegisterEmulator):
     """The gauge as the bus sees it. `alert_pin` is a gpiozero MockPin (or None)."""
+
+    cells = r.MAX17048.cells
 
     def __init__(self, alert_pin=None, percent: float = 80.0):
         self.alert_pin = alert_pin
@@ -67,7 +70,12 @@ class MAX17048Emulator(RegisterEmulator):
         self.rate_pct_per_h = float(pct_per_h)
 
     def set_voltage(self, volts: float | None) -> None:
+        """The pack voltage; None follows the OCV curve."""
         self.voltage_v = volts
+
+    def ocv_v(self) -> float:
+        """The pack's open-circuit voltage at the current charge."""
+        return ocv_for(self.percent) * self.cells
 
     def _set_alert(self, active: bool) -> None:
         # ALRT is open-drain, active low.
@@ -77,8 +85,9 @@ class MAX17048Emulator(RegisterEmulator):
     # Register side.
     def before_read(self, reg: int, length: int) -> None:
         with self._lock:
-            volts = ocv_for(self.percent) if self.voltage_v is None else self.voltage_v
-            self._put16(r.VCELL, min(0xFFFF, round(volts / r.VCELL_V_PER_LSB)))
+            volts = self.ocv_v() if self.voltage_v is None else self.voltage_v
+            lsb_v = r.VCELL_V_PER_LSB_PER_CELL * self.cells
+            self._put16(r.VCELL, min(0xFFFF, round(volts / lsb_v)))
             self._put16(r.SOC, min(0xFFFF, round(self.percent / r.SOC_PCT_PER_LSB)))
             crate = max(-32768, min(32767, round(self.rate_pct_per_h / r.CRATE_PCT_H_PER_LSB)))
             self._put16(r.CRATE, crate & 0xFFFF)
@@ -88,3 +97,9 @@ class MAX17048Emulator(RegisterEmulator):
             self.power_on_reset()
         if reg <= r.CONFIG < reg + len(data) and not r.ALRT.get(self._get16(r.CONFIG)):
             self._set_alert(False)
+
+
+class MAX17049Emulator(MAX17048Emulator):
+    """The two-cell MAX17049: VCELL reads the pack at 156.25 uV per LSB."""
+
+    cells = r.MAX17049.cells

@@ -208,9 +208,9 @@ class InferenceClient:
                                priority=P.PRIORITY_INTERACTIVE, timeout_s=timeout_s).wait()
         return r["scores"]
 
-    async def commands(self, audio: np.ndarray, phrases: list[str], timeout_s: float = 10.0) -> dict:
+    async def grammar(self, audio: np.ndarray, phrases: list[str], timeout_s: float = 10.0) -> dict:
         """{"text": best phrase or "", "score": hypothesis score} from the command grammar."""
-        return await self.request("commands", {"phrases": list(phrases)}, {"audio": _f32(audio)},
+        return await self.request("grammar", {"phrases": list(phrases)}, {"audio": _f32(audio)},
                                   priority=P.PRIORITY_INTERACTIVE, timeout_s=timeout_s).wait()
 
     async def tts(self, text: str, timeout_s: float = 30.0) -> tuple[np.ndarray, int]:

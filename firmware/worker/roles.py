@@ -15,17 +15,17 @@ from models.verify import verify_entry
 
 from . import protocol as P
 from .asr import Asr
-from .commands import Commands
+from .grammar import Grammar
 from .llm import Llm
 from .ocr import Ocr
 from .tts import EspeakTts, Tts
 from .vad import Vad
 from .wake import Wake
 
-ROLE_CLASSES = {"vad": Vad, "wake": Wake, "commands": Commands, "asr": Asr, "llm": Llm,
+ROLE_CLASSES = {"vad": Vad, "wake": Wake, "grammar": Grammar, "asr": Asr, "llm": Llm,
                 "tts": Tts, "ocr": Ocr}
 KIND_ROLE = {"generate": "llm", "transcribe": "asr", "vad": "vad", "wake": "wake",
-             "commands": "commands", "tts": "tts", "ocr": "ocr"}
+             "grammar": "grammar", "tts": "tts", "ocr": "ocr"}
 
 
 class Roles:
@@ -83,7 +83,7 @@ class Roles:
             # Resetting refills the feature window with 8 s of silence: only on request.
             yield "result", {"scores": role.scores(tensors["audio"], bool(a.get("reset", False)),
                                                    a.get("models"))}
-        elif req.kind == "commands":
+        elif req.kind == "grammar":
             yield "result", role.recognise(tensors["audio"], list(a["phrases"]))
         elif req.kind == "tts":
             audio, rate = role.speak(str(a["text"]))

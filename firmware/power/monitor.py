@@ -30,11 +30,12 @@ class Snapshot:
 
 
 class Monitor:
-    """Samples the sensors, tracks wear and faults, derives the power mode."""
+    """Samples the sensors, tracks wear and faults; the scheduler turns that into modes."""
 
-    def __init__(self, board, clock, events, idle_timeout_s: float = 900.0):
-        self.board = board
-        self.config = board.config
+    def __init__(self, imu, fuel_gauge, thermal, charger_input, clock, events,
+                 idle_timeout_s: float = 900.0):
+        self.imu, self.fuel_gauge, self.thermal = imu, fuel_gauge, thermal
+        self.charger_input = charger_input   # power-good input, or None on boards without
         self.clock = clock
         self.events = events
         self.idle_timeout_s = idle_timeout_s
@@ -43,10 +44,10 @@ class Monitor:
         self.worn = False
 
     def sample(self) -> Snapshot:
-        """Read every sensor now; update wear, faults and mode (call on the loop)."""
+        """Read every sensor now; update wear and faults (call on the loop)."""
         snap = Snapshot()
-        for name, read in (("imu", self.board.imu.read), ("fuel_gauge", self.board.fuel_gauge.read),
-                           ("soc_thermal", self.board.thermal.read_c)):
+        for name, read in (("imu", self.imu.read), ("fuel_gauge", self.fuel_gauge.read),
+                           ("soc_thermal", self.thermal.read_c)):
             try:
                 value = read()
             except GlassesError as e:
@@ -91,8 +92,8 @@ class Monitor:
     @property
     def charging(self) -> bool:
         """External power present: the charger's power-good line, else a rising gauge."""
-        if self.board.charger_input is not None:
-            return bool(self.board.charger_input.is_active)
+        if self.charger_input is not None:
+            return bool(self.charger_input.is_active)
         g = self.snapshot.gauge
         return g is not None and g.rate_pct_per_h > CHARGING_PCT_PER_H
 

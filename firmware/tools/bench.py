@@ -112,7 +112,7 @@ class DirectGenai:
 def direct_vad_ms_per_s(m, audio: np.ndarray) -> float:
     """Silero VAD via onnxruntime in this process, one thread, the same 32 ms chunks."""
     from models.verify import verify_entry
-    from .worker.vad import Vad
+    from ..worker.vad import Vad
     vad = Vad(verify_entry(m, m.for_role("vad")), 1)
     vad.probabilities(audio[:16000])
     vad.reset()
@@ -126,7 +126,7 @@ def direct_wake_ms_per_s(m, audio: np.ndarray, words) -> float:
     """pyopen-wakeword's own classes in this process (TFLite, one thread), 80 ms chunks."""
     from pyopen_wakeword import OpenWakeWord, OpenWakeWordFeatures
 
-    from .worker.tflite_threads import limit_threads
+    from ..worker.tflite_threads import limit_threads
     limit_threads(1)
     from models.verify import verify_entry
     files = {p.stem: p for p in verify_entry(m, m.for_role("wake"))}
@@ -163,7 +163,7 @@ def _rss_mb(pid: int) -> float:
 
 async def run(models_dir: Path, threads: int, tokens: int, session_options=None) -> dict:
     from models import manifest
-    from .worker import InferenceClient
+    from ..worker import InferenceClient
     m = manifest.load(models_dir)
     llm_dir = m.directory(m.for_role("llm"))
     session_options = dict(session_options or {})

@@ -50,7 +50,7 @@ def _sim_threads() -> set[int]:
 
 def _speech(text: str) -> tuple[np.ndarray, float]:
     """espeak-ng speech at 16 kHz and the time of its last voiced sample."""
-    from .cues import synthesize
+    from ..voice.cues import synthesize
     from drivers.resample import resample
     audio, rate = synthesize(text, "en", 165)
     mono = resample(audio[:, 0] if audio.ndim == 2 else audio, rate, 16000).astype(np.float32)
@@ -62,7 +62,7 @@ def _speech(text: str) -> tuple[np.ndarray, float]:
 
 async def _turn(fw, audio: np.ndarray, voiced_end_s: float) -> dict:
     a = fw.assistant
-    a.trigger("button")
+    a.trigger("tap")             # from wake or the last follow-up window
     await asyncio.sleep(0.4)                       # the listening earcon, as a user waits for it
     start = time.perf_counter()
     fw.board.sim.audio_source.play_samples(audio, 16000)
@@ -82,8 +82,6 @@ async def _turn(fw, audio: np.ndarray, voiced_end_s: float) -> dict:
     }
     while a.turn is not None and not a.turn.done():
         await asyncio.sleep(0.05)
-    a.interrupt()
-    a.listener.back_to_wake()
     await asyncio.sleep(0.5)
     return out
 
@@ -116,7 +114,7 @@ async def _measure(models_dir: Path) -> dict:
     import boards
     from drivers.clock import SimClock
 
-    from .app import Firmware
+    from ..app import Firmware
     from .bench import direct_vad_ms_per_s, direct_wake_ms_per_s
     from models import manifest
     config = boards.load("sim")
@@ -124,7 +122,7 @@ async def _measure(models_dir: Path) -> dict:
         fw = Firmware(config, Path(tmp), SimClock(realtime=True), models_dir=models_dir)
         sampler = asyncio.create_task(fw.sample_forever())
         try:
-            await fw.start_worker()
+            await fw.start_workers()
             await asyncio.sleep(2.0)               # listener and worker settle
             result = {}
             for kind, text in (("command", "what's the battery"), ("llm", "why is the sky blue")):
@@ -133,7 +131,7 @@ async def _measure(models_dir: Path) -> dict:
                 result[kind] = _median(rows)
             # Standby: only the wake-word listener runs.
             await asyncio.sleep(1.0)
-            pids = [os.getpid(), fw.voice.worker_pid, fw.worker.worker_pid]
+            pids = [os.getpid(), fw.voice_worker.worker_pid, fw.model_worker.worker_pid]
             sim = _sim_threads()
             before, t0 = [_cpu_s(p, sim) for p in pids], time.monotonic()
             sim0 = _cpu_s(os.getpid()) - before[0]

@@ -1,4 +1,4 @@
-"""Device commands: a PocketSphinx JSGF grammar over the phrases the firmware asks for.
+"""The command grammar: a PocketSphinx JSGF grammar over the phrases the firmware asks for.
 
 The grammar has no rejection of its own: the caller gets the hypothesis score and
 decides (the score separated commands from other speech in our measurements).
@@ -39,11 +39,11 @@ def _trim(audio: np.ndarray, rate_hz: int = 16000) -> np.ndarray:
     return speech + noise
 
 
-class CommandError(GlassesError, ValueError):
+class GrammarError(GlassesError, ValueError):
     """A command phrase uses a word the pronunciation dictionary does not know."""
 
 
-class Commands:
+class Grammar:
     """Recognise one of a list of phrases in 16 kHz mono audio."""
 
     def __init__(self, files, threads: int):
@@ -63,7 +63,7 @@ class Commands:
                 clean = re.sub(r"[^a-z' ]", " ", phrase.lower()).split()
                 for w in clean:
                     if self.decoder.lookup_word(w) is None:
-                        raise CommandError(f"command word {w!r} (in {phrase!r}) is not in the "
+                        raise GrammarError(f"command word {w!r} (in {phrase!r}) is not in the "
                                            "pronunciation dictionary; rephrase the command")
                 words.append(" ".join(clean))
             jsgf = ("#JSGF V1.0;\ngrammar commands;\npublic <command> = "

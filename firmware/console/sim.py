@@ -10,7 +10,7 @@ from pathlib import Path
 from drivers.errors import GlassesError
 
 from .commands import CommandError, command, split
-from .cues import ESPEAK_VOICES, SpeechError, synthesize
+from ..voice.cues import ESPEAK_VOICES, SpeechError, synthesize
 
 CLICK_HOLD_S = 0.08
 DOUBLE_GAP_S = 0.1
@@ -120,7 +120,7 @@ async def sim_say(fw, sim, args):
     if not text:
         raise CommandError(f"nothing to say; usage: {usage}")
     try:
-        samples, rate = await fw.run_blocking(synthesize, text, lang)
+        samples, rate = await fw.blocking.run(synthesize, text, lang)
     except SpeechError as e:
         raise CommandError(str(e)) from None
     seconds = sim.audio_source.play_samples(samples, rate)
@@ -144,28 +144,27 @@ async def sim_scene(fw, sim, args):
     return [f"scene {sim.scene.spec}"]
 
 
-async def sim_wear(fw, sim, args):
-    worn = _on_off(args, "sim wear on|off")
-    sim.set_worn(worn)
-    return [f"wear {'on' if worn else 'off'}"]
+def _setting(usage: str, parse, apply, reply):
+    """A `sim` subcommand that sets one physical quantity: parse, apply, say what it is now."""
+    async def handler(fw, sim, args):
+        value = parse(args, usage)
+        apply(sim, value)
+        return [reply(value)]
+    return handler
 
 
-async def sim_battery(fw, sim, args):
-    percent = _number(args, "PERCENT", "sim battery PERCENT")
-    sim.set_battery(percent)
-    return [f"battery {percent:g} %"]
+def _number_of(what: str):
+    return lambda args, usage: _number(args, what, usage)
 
 
-async def sim_charger(fw, sim, args):
-    on = _on_off(args, "sim charger on|off")
-    sim.set_charger(on)
-    return [f"charger {'on' if on else 'off'}"]
-
-
-async def sim_temp(fw, sim, args):
-    celsius = _number(args, "CELSIUS", "sim temp CELSIUS")
-    sim.set_temperature(celsius)
-    return [f"temperature {celsius:g} C"]
+sim_wear = _setting("sim wear on|off", _on_off, lambda sim, v: sim.set_worn(v),
+                    lambda v: f"wear {'on' if v else 'off'}")
+sim_battery = _setting("sim battery PERCENT", _number_of("PERCENT"),
+                       lambda sim, v: sim.set_battery(v), lambda v: f"battery {v:g} %")
+sim_charger = _setting("sim charger on|off", _on_off, lambda sim, v: sim.set_charger(v),
+                       lambda v: f"charger {'on' if v else 'off'}")
+sim_temp = _setting("sim temp CELSIUS", _number_of("CELSIUS"),
+                    lambda sim, v: sim.set_temperature(v), lambda v: f"temperature {v:g} C")
 
 
 async def sim_fault(fw, sim, args):

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from drivers.errors import ConfigError
 
-from .console import Session
+from .session import Session
 
 log = logging.getLogger("glasses.console")
 

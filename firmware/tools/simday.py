@@ -22,7 +22,7 @@ from pathlib import Path
 from drivers.clock import SimClock
 from drivers.errors import ConfigError, GlassesError
 
-from . import modes as m
+from ..power import modes as m
 
 PROFILES_DIR = Path(__file__).parent / "profiles"
 ACTIONS = ("wear", "assistant", "photos", "video_s", "meeting_min", "music_min")
@@ -101,10 +101,10 @@ def load_profile(name_or_path: str) -> Profile:
 
 
 class DayRun:
-    """One simulated day under one policy."""
+    """One simulated day under one power plan."""
 
-    def __init__(self, config, profile: Profile, policy: str, data_dir: Path, progress=None):
-        self.config, self.profile, self.policy = config, profile, policy
+    def __init__(self, config, profile: Profile, plan: str, data_dir: Path, progress=None):
+        self.config, self.profile, self.plan = config, profile, plan
         self.data_dir = data_dir
         self.progress = progress
         midnight = dt.datetime(2026, 6, 1).timestamp()
@@ -122,8 +122,8 @@ class DayRun:
             await self.clock.asleep(t_s - self.now_s())
 
     async def run(self) -> dict:
-        from .app import Firmware
-        fw = Firmware(self.config, self.data_dir, self.clock, policy=self.policy)
+        from ..app import Firmware
+        fw = Firmware(self.config, self.data_dir, self.clock, plan=self.plan)
         self.fw = fw
         fw.board.sim.set_battery(self.profile.battery_percent)
         tasks = [asyncio.create_task(fw.sample_forever()), asyncio.create_task(self._watch())]
@@ -151,7 +151,7 @@ class DayRun:
                 self.energy_at_empty = self.fw.energy.total_wh
             if self.progress and int(hour) != last_hour:
                 last_hour = int(hour)
-                self.progress(f"{self.policy}: {last_hour:02d}:00  battery {pct:5.1f} %  {self.fw.mode}")
+                self.progress(f"{self.plan}: {last_hour:02d}:00  battery {pct:5.1f} %  {self.fw.mode}")
             await self.clock.asleep(SERIES_STEP_S)
 
     async def _do(self, step: Step) -> None:
@@ -161,16 +161,16 @@ class DayRun:
             fw.sample()
         elif step.action == "assistant":
             for _ in range(int(step.value)):
-                if not fw.machine.allowed("wake"):
+                if not fw.modes.allowed("wake"):
                     self.refused += 1
                     continue
-                fw.machine.fire("wake", "simulated assistant turn")
+                fw.modes.fire("wake", "simulated assistant turn")
                 await self.clock.asleep(TURN_LISTEN_S)
                 fw.board.media_playing = True      # the answer being spoken
                 await self.clock.asleep(TURN_ANSWER_S)
                 fw.board.media_playing = False
                 if fw.mode == m.INTERACTIVE:
-                    fw.machine.fire("turn_done", "answer spoken")
+                    fw.modes.fire("turn_done", "answer spoken")
         elif step.action == "photos":
             for _ in range(int(step.value)):
                 try:
@@ -206,7 +206,7 @@ class DayRun:
         used_wh = self.energy_at_empty if self.energy_at_empty is not None else e.total_wh
         avg_w = used_wh / elapsed_h
         return {
-            "policy": self.policy,
+            "plan": self.plan,
             "hours": round(usable_wh / avg_w, 2),
             "average_w": round(avg_w, 3),
             "energy_wh": round(e.total_wh, 3),
@@ -220,16 +220,16 @@ class DayRun:
         }
 
 
-def simulate(config, profile: Profile, policy: str, progress=None) -> tuple[dict, list]:
-    from .vloop import VirtualTimeLoop
+def simulate(config, profile: Profile, plan: str, progress=None) -> tuple[dict, list]:
+    from ..vloop import VirtualTimeLoop
     with tempfile.TemporaryDirectory(prefix="glasses-day-") as tmp:
-        day = DayRun(config, profile, policy, Path(tmp), progress)
+        day = DayRun(config, profile, plan, Path(tmp), progress)
         with asyncio.Runner(loop_factory=lambda: VirtualTimeLoop(day.clock)) as runner:
             report = runner.run(day.run())
     return report, day.series
 
 
-def run_day(config, profile_name: str, policy: str = "scheduler", plot: str | None = None,
+def run_day(config, profile_name: str, plan: str = "scheduler", plot: str | None = None,
             quiet: bool = False) -> dict:
     profile = load_profile(profile_name)
     t0 = time.monotonic()
@@ -238,7 +238,7 @@ def run_day(config, profile_name: str, policy: str = "scheduler", plot: str | No
         if not quiet:
             print(f"  {text}", file=sys.stderr, flush=True)
 
-    report, series = simulate(config, profile, policy, progress)
+    report, series = simulate(config, profile, plan, progress)
     baseline, base_series = simulate(config, profile, "always-on", progress)
     report.update({
         "profile": profile.name, "board": config.name, "day_hours": round(profile.hours, 2),

@@ -1,7 +1,8 @@
-"""Device commands: the phrases people say for them, and text -> command matching.
+"""What people say for each device action, and text -> intent matching.
 
-The same table feeds the low-power command recognizer (a PocketSphinx grammar, so the
-phrases use only dictionary words) and the matching of typed or transcribed text.
+The same table feeds the command grammar (PocketSphinx, so the phrases use only
+dictionary words) and the matching of typed or transcribed text. The actions themselves
+are the router's (router.py).
 """
 
 import re
@@ -10,7 +11,7 @@ from dataclasses import dataclass
 
 LANGUAGES = {"en": "English", "zh": "Chinese", "ko": "Korean"}
 
-# command -> the everyday ways of saying it (lower case, dictionary words only). Single
+# action -> the everyday ways of saying it (lower case, dictionary words only). Single
 # words only where people really say them alone: a lone "photo" in the grammar would
 # swallow "take a photo" and any sentence that ends in a similar sound.
 PHRASES: dict[str, tuple[str, ...]] = {
@@ -33,13 +34,13 @@ PHRASES: dict[str, tuple[str, ...]] = {
     "cancel": ("stop", "cancel", "never mind"),
 }
 
-PHRASE_TO_COMMAND = {p: c for c, ps in PHRASES.items() for p in ps}
-ALL_PHRASES = sorted(PHRASE_TO_COMMAND)
+PHRASE_TO_ACTION = {p: a for a, ps in PHRASES.items() for p in ps}
+ALL_PHRASES = sorted(PHRASE_TO_ACTION)
 
 
 @dataclass(frozen=True)
 class Intent:
-    command: str | None     # a device command, or None for a question to the LLM
+    action: str | None      # a router action, or None for a question to the LLM
     text: str
     language: str
 
@@ -61,7 +62,5 @@ def language_of(text: str) -> str:
 
 
 def match(text: str) -> Intent:
-    """A device command if the whole utterance is one of its phrases, else a question."""
-    clean = normalize(text)
-    command = PHRASE_TO_COMMAND.get(clean)
-    return Intent(command, text.strip(), language_of(text))
+    """A device action if the whole utterance is one of its phrases, else a question."""
+    return Intent(PHRASE_TO_ACTION.get(normalize(text)), text.strip(), language_of(text))

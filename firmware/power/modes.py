@@ -3,7 +3,7 @@
 Every change goes through `ModeMachine.fire`, which checks the table, logs the reason
 and emits an event; anything not in the table is refused with TransitionError. What
 each mode may power is declared in POLICY. `docs/modes.md` is generated from these
-tables (`python -m firmware.modes > docs/modes.md`).
+tables (`python -m firmware.power.modes > docs/modes.md`).
 
 Activity modes (INTERACTIVE, CAPTURE, RECORDING) end with an event whose target is
 BASE: the machine returns to the base mode the conditions call for (STANDBY,
@@ -14,6 +14,9 @@ import logging
 from dataclasses import dataclass
 
 from drivers.errors import GlassesError
+
+from .. import statetable
+from ..statetable import Machine
 
 log = logging.getLogger("glasses.modes")
 
@@ -63,19 +66,21 @@ class Policy:
     listening: bool     # wake word and buttons live
     llm: bool           # assistant answers with the local LLM
     soc: str            # halt | idle | light | load
-    idle_timeout_s: float
+    idle_timeout_s: float   # an assistant turn (INTERACTIVE) on top of this base mode ends
+                            # after this long without speech or a button: the shorter of
+                            # INTERACTIVE's and the base's; 0 where no turn can be open
 
 
 POLICY = {
     SLEEP: Policy(camera=False, video=False, listening=False, llm=False, soc="halt", idle_timeout_s=0),
     STANDBY: Policy(True, True, True, True, "idle", 60),
     INTERACTIVE: Policy(True, True, True, True, "load", 30),
-    CAPTURE: Policy(True, True, True, False, "light", 30),
+    CAPTURE: Policy(True, True, True, False, "light", 0),
     RECORDING: Policy(True, False, True, True, "light", 0),
     LOW_BATTERY: Policy(True, False, True, True, "idle", 20),
     CRITICAL: Policy(False, False, False, False, "halt", 0),
     CHARGING: Policy(True, True, True, True, "idle", 60),
-    HOT: Policy(False, False, True, False, "idle", 20),
+    HOT: Policy(False, False, True, False, "idle", 0),
 }
 
 
@@ -83,54 +88,54 @@ class TransitionError(GlassesError, ValueError):
     """An event the table does not allow in the current mode."""
 
 
-class ModeMachine:
-    """The current mode; `fire(event, reason)` is the only way to change it."""
+class ModeMachine(Machine):
+    """The current mode; `fire(event, reason)` is the only way to change it.
 
-    def __init__(self, base_for, on_change=None, initial: str = STANDBY):
-        self.mode = initial
+    Services see it through the ModeGate port: `mode` and `policy` (what the mode allows
+    now), `allowed(event)`, `fire(event, reason)`, and `subscribe(callback)` for changes.
+    """
+
+    def __init__(self, base_for, initial: str = STANDBY):
+        super().__init__(TRANSITIONS, initial, log, "mode")
         self._base_for = base_for      # () -> the base mode the conditions call for
-        self._on_change = on_change    # (old, new, event, reason) -> None
-        self.history: list[tuple[str, str, str]] = []
+
+    @property
+    def mode(self) -> str:
+        return self.state
 
     @property
     def policy(self) -> Policy:
-        return POLICY[self.mode]
+        return POLICY[self.state]
 
-    def allowed(self, event: str) -> bool:
-        return (self.mode, event) in TRANSITIONS
+    def base_mode(self) -> str:
+        return self._base_for()
 
     def fire(self, event: str, reason: str = "") -> str:
+        """Move by the table; TransitionError if the event is unknown or not allowed here."""
         if event not in EVENTS:
             raise TransitionError(f"unknown event '{event}'; one of: {', '.join(EVENTS)}")
-        target = TRANSITIONS.get((self.mode, event))
+        target = TRANSITIONS.get((self.state, event))
         if target is None:
-            raise TransitionError(f"'{event}' is not allowed in {self.mode}; allowed here: "
-                                  f"{', '.join(e for (s, e) in TRANSITIONS if s == self.mode)}")
+            raise TransitionError(f"'{event}' is not allowed in {self.state}; allowed here: "
+                                  f"{', '.join(self.declared_here())}")
         if target == BASE:
             target = self._base_for()
-        old, self.mode = self.mode, target
-        self.history.append((old, event, target))
-        log.info("mode %s -> %s on %s (%s)", old, target, event, reason or "no reason given")
-        if self._on_change is not None and old != target:
-            self._on_change(old, target, event, reason)
+        self._move(event, target, reason, tell_self_loops=False)
         return target
 
 
 def mermaid() -> str:
     """The state diagram of TRANSITIONS as Mermaid text."""
-    lines = ["stateDiagram-v2", f"    [*] --> {STANDBY}"]
-    for (src, event), dst in sorted(TRANSITIONS.items()):
-        shown = "base mode" if dst == BASE else dst
-        lines.append(f"    {src} --> {shown.replace(' ', '_')} : {event}")
-    return "\n".join(lines)
+    return statetable.mermaid(TRANSITIONS, STANDBY,
+                              shown=lambda dst: "base_mode" if dst == BASE else dst)
 
 
 def markdown() -> str:
     rows = "\n".join(f"| {s} | {'yes' if p.camera else 'no'} | {'yes' if p.video else 'no'} | "
                      f"{'yes' if p.listening else 'no'} | {'yes' if p.llm else 'no'} | {p.soc} | "
                      f"{p.idle_timeout_s:g} |" for s, p in POLICY.items())
-    return (f"# Operating modes\n\nGenerated from `firmware/modes.py` by "
-            f"`python -m firmware.modes > docs/modes.md`; do not edit by hand.\n\n"
+    return (f"# Operating modes\n\nGenerated from `firmware/power/modes.py` by "
+            f"`python -m firmware.power.modes > docs/modes.md`; do not edit by hand.\n\n"
             f"`base_mode` is STANDBY, LOW_BATTERY or CHARGING, whichever the battery and "
             f"charger call for.\n\n```mermaid\n{mermaid()}\n```\n\n"
             f"| mode | photo | video | listening | LLM | SoC | idle timeout s |\n"

@@ -17,13 +17,14 @@ from drivers.atomic import write_atomic
 from drivers.errors import GlassesError
 from drivers.wavio import wav_bytes
 
-from .arbiter import Busy
+from ..arbiter import Busy
+from ..power import modes as m
+from ..ports import Blocking, Claims, Clock, EventSink, ModeGate
 
 log = logging.getLogger("glasses.recorder")
 
 RATE_HZ = 16000
 SEGMENT_S = 30.0
-GAP_REPORT_S = 3.0
 
 
 class RecordingRefused(GlassesError, RuntimeError):
@@ -31,8 +32,13 @@ class RecordingRefused(GlassesError, RuntimeError):
 
 
 class Recorder:
-    def __init__(self, fw):
-        self.fw = fw
+    """Meeting recording into `<data_dir>/recordings/<id>/`; audio comes from the hub."""
+
+    def __init__(self, hub, claims: Claims, modes: ModeGate, clock: Clock, events: EventSink,
+                 blocking: Blocking, data_dir: Path):
+        self.hub, self.claims, self.modes, self.clock = hub, claims, modes, clock
+        self.events, self.blocking = events, blocking
+        self.root = Path(data_dir) / "recordings"
         self.task: asyncio.Task | None = None
         self.dir: Path | None = None
         self._claim = None
@@ -43,73 +49,64 @@ class Recorder:
         return self.task is not None and not self.task.done()
 
     async def start(self) -> Path:
-        fw = self.fw
         if self.running:
             raise RecordingRefused(f"already recording into {self.dir.name}; `record stop` first")
-        if not fw.machine.allowed("record_start"):
-            raise RecordingRefused(f"cannot start a recording in {fw.machine.mode} mode")
+        if not self.modes.allowed("record_start"):
+            raise RecordingRefused(f"cannot start a recording in {self.modes.mode} mode")
         try:
-            self._claim = fw.arbiter.acquire("meeting", ["microphones"])
+            self._claim = self.claims.acquire("meeting", ["microphones"])
         except Busy as e:
             raise RecordingRefused(str(e)) from None
-        wall = fw.clock.wall()
-        self.dir = fw.data_dir / "recordings" / time.strftime("%Y%m%d-%H%M%S", time.localtime(wall))
+        wall = self.clock.wall()
+        self.dir = self.root / time.strftime("%Y%m%d-%H%M%S", time.localtime(wall))
         self.dir.mkdir(parents=True, exist_ok=True)
         self.segments = 0
         self._info = {"started": wall, "rate_hz": RATE_HZ, "segment_s": SEGMENT_S}
-        write_atomic(self.dir / "info.json", json.dumps(self._info).encode())
-        fw.machine.fire("record_start", "meeting recording started")
-        self._buf, self._have, self._heard_at = [], 0, fw.clock.monotonic()
-        fw.audio.subscribe("meeting", self._on_chunk)
+        await self.blocking.run(write_atomic, self.dir / "info.json", json.dumps(self._info).encode())
+        self.modes.fire("record_start", "meeting recording started")
+        self._buf, self._have = [], 0
+        self.hub.subscribe("meeting", self._on_chunk)
         self.task = asyncio.create_task(self._run(), name="recorder")
-        fw.events.emit("record", f"started {self.dir.name}")
+        self.events.emit("record", f"started {self.dir.name}")
         return self.dir
 
     def _on_chunk(self, chunk) -> None:
         self._buf.append(chunk)
         self._have += len(chunk)
-        self._heard_at = self.fw.clock.monotonic()
 
     async def _run(self) -> None:
-        # Audio arrives through the hub (the one reader of the microphones) into a buffer;
-        # this task cuts it into segments on the firmware's clock, so virtual time
-        # (simulate-day) works the same as real time.
+        # Audio arrives through the hub (the one reader of the microphones, which also
+        # reports and reopens a failed stream) into a buffer; this task cuts it into
+        # segments on the firmware's clock, so virtual time works as real time does.
         per_segment = int(RATE_HZ * SEGMENT_S)
-        reported = False
         while True:
-            await self.fw.clock.asleep(1.0)
+            await self.clock.asleep(1.0)
             if self._have >= per_segment:
                 chunks, self._buf, self._have = self._buf, [], 0
                 await self._write_segment(chunks)
-            silent = self.fw.clock.monotonic() - self._heard_at > GAP_REPORT_S
-            if silent and not reported:
-                self.fw.events.emit("fault", "microphones: no audio for the recording")
-            reported = silent
 
     async def _write_segment(self, chunks) -> None:
         self.segments += 1
         path = self.dir / f"seg-{self.segments:05d}.wav"
-        await self.fw.run_blocking(write_atomic, path, wav_bytes(np.concatenate(chunks), RATE_HZ))
+        await self.blocking.run(write_atomic, path, wav_bytes(np.concatenate(chunks), RATE_HZ))
 
     async def stop(self, reason: str = "stopped") -> Path | None:
         if not self.running:
             return None
-        self.fw.audio.unsubscribe("meeting")
+        self.hub.unsubscribe("meeting")
         self.task.cancel()
         await asyncio.gather(self.task, return_exceptions=True)
         self.task = None
         if self._buf:
-            # The last, partial segment: written here, so nothing depends on a task that
-            # is being cancelled (this runs when the battery is about to die).
+            # The last, partial segment: written here, not by the task just cancelled
+            # (this runs when the battery is about to die).
             chunks, self._buf, self._have = self._buf, [], 0
-            self.segments += 1
-            write_atomic(self.dir / f"seg-{self.segments:05d}.wav",
-                         wav_bytes(np.concatenate(chunks), RATE_HZ))
-        self._info["ended"] = self.fw.clock.wall()
+            await self._write_segment(chunks)
+        self._info["ended"] = self.clock.wall()
         self._info["segments"] = self.segments
-        write_atomic(self.dir / "info.json", json.dumps(self._info).encode())
-        self.fw.arbiter.release(self._claim)
-        if self.fw.machine.mode == "RECORDING":
-            self.fw.machine.fire("record_stop", reason)
-        self.fw.events.emit("record", f"saved {self.dir.name} ({self.segments} segments, {reason})")
+        await self.blocking.run(write_atomic, self.dir / "info.json", json.dumps(self._info).encode())
+        self.claims.release(self._claim)
+        if self.modes.mode == m.RECORDING:
+            self.modes.fire("record_stop", reason)
+        self.events.emit("record", f"saved {self.dir.name} ({self.segments} segments, {reason})")
         return self.dir

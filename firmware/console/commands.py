@@ -12,7 +12,7 @@ from typing import Awaitable, Callable
 
 from drivers.errors import GlassesError
 
-from . import __version__
+from .. import __version__
 
 
 class CommandError(GlassesError, ValueError):
@@ -101,6 +101,7 @@ async def cmd_logout(session, args):
 def status_dict(fw) -> dict:
     mon = fw.monitor
     snap = fw.sample()
+    workers = fw.worker_states()
     g = snap.gauge
     return {
         "board": fw.config.name,
@@ -112,8 +113,7 @@ def status_dict(fw) -> dict:
         "worn": mon.worn,
         "temperature_c": None if mon.temperature_c is None else round(mon.temperature_c, 1),
         "storage": {"free_mb": mon.storage_free_mb(fw.data_dir)},
-        "worker": {"state": fw.worker_state,
-                   "voice": fw.voice.state if fw.voice is not None else "not_started"},
+        "worker": {"state": workers["model"], "voice": workers["voice"]},
         "uptime_s": round(fw.clock.monotonic() - fw.started_at, 1),
         "faults": snap.faults,
     }
@@ -141,10 +141,10 @@ async def cmd_status(session, args):
 
 @command("selftest", "selftest [--json]", "probe every device (one row each)")
 async def cmd_selftest(session, args):
-    from . import selftest
+    from .. import selftest
     args, js = take_flag(args, "--json")
     no_args(args, "selftest [--json]")
-    rows = await session.fw.run_blocking(selftest.run, session.fw.board)
+    rows = await session.fw.blocking.run(selftest.run, session.fw.board, timeout_s=60)
     if js:
         return [selftest.to_json(rows)]
     lines = selftest.to_text(rows).splitlines()
@@ -194,17 +194,19 @@ async def cmd_mode(session, args):
     no_args(args, "mode [--json]")
     fw = session.fw
     fw.sample()
-    p = fw.machine.policy
+    p = fw.modes.policy
     info = {"mode": fw.mode, "lifecycle": fw.lifecycle, "worn": fw.monitor.worn,
             "policy": {"photo": p.camera, "video": p.video, "listening": p.listening,
                        "llm": p.llm, "soc": p.soc},
+            "voice": fw.assistant.state,
             "resources": fw.arbiter.snapshot(), "power_w": round(fw.energy.watts, 3)}
     if js:
         return as_json(info)
     allowed = ", ".join(k for k in ("photo", "video", "listening", "llm") if info["policy"][k])
     held = "; ".join(f"{r}: {', '.join(o)}" for r, o in info["resources"].items() if o) or "none"
     return [f"{fw.mode} (lifecycle {fw.lifecycle})", f"allows      {allowed or 'nothing'}",
-            f"soc         {p.soc}", f"resources   {held}", f"power       {info['power_w']:.2f} W"]
+            f"soc         {p.soc}", f"voice loop  {info['voice']}", f"resources   {held}",
+            f"power       {info['power_w']:.2f} W"]
 
 
 @command("log", "log [N]", "the last N log lines (default 20)")
@@ -219,7 +221,7 @@ async def cmd_log(session, args):
 async def cmd_models(session, args):
     args, js = take_flag(args, "--json")
     no_args(args, "models [--json]")
-    models = await session.fw.run_blocking(session.fw.models_info)
+    models = await session.fw.blocking.run(session.fw.models_info, timeout_s=300)
     if js:
         return as_json(models)
     return [f"{m['role']:<8} {m['name']:<34} {m['state']}{' (active)' if m['active'] else ''}"

@@ -1,0 +1,258 @@
+"""Photo, burst, interval and video capture: when the camera may run, and where files go.
+
+The privacy interlock itself lives in the HAL (drivers/interlock.py): the camera this
+service is given streams only while the capture LED is lit and reads back, and refuses a
+frame otherwise. Here: the mode's policy (photo, video) and the board's budgets (battery
+floor and thermal margin for video) decide before the camera starts; the arbiter decides
+who holds it; a refusal is an error, an event and a spoken cue, and nothing is saved.
+"""
+
+import asyncio
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+from drivers.atomic import write_atomic
+from drivers.errors import GlassesError
+from drivers.interlock import InterlockError
+
+from ..ports import Blocking, Camera, Claims, Clock, Earcons, EventSink, ModeGate, Speaks
+from ..power import modes as m
+from ..arbiter import Busy
+from ..tasks import spawn
+from .exif import photo_name, with_exif_time
+
+log = logging.getLogger("glasses.capture")
+
+MAX_VIDEO_S = 600.0
+MAX_BURST = 20
+MIN_INTERVAL_S = 2.0
+BLOCKED = "Camera blocked. The privacy light is covered or broken."
+TRIPPED = "Camera stopped. The privacy light failed."
+
+
+class CaptureRefused(GlassesError, RuntimeError):
+    """Capture was not allowed; the message says why and what to do."""
+
+
+@dataclass(frozen=True)
+class CaptureSettings:
+    """From the board file."""
+
+    sensor: str                      # written into EXIF
+    video_min_percent: float         # no video below this battery level unless charging
+    hot_c: float
+    video_margin_c: float            # no video within this much of hot_c
+
+    @classmethod
+    def from_board(cls, config) -> "CaptureSettings":
+        return cls(config.camera.sensor, config.battery.video_min_percent,
+                   config.thermal.hot_c, config.thermal.video_margin_c)
+
+
+class Capture:
+    """Capture for one firmware; `conditions()` gives the latest power.conditions.Conditions."""
+
+    def __init__(self, camera: Camera, claims: Claims, modes: ModeGate, clock: Clock,
+                 events: EventSink, speech: Speaks, earcons: Earcons, blocking: Blocking,
+                 data_dir: Path, settings: CaptureSettings, conditions, always_on: bool = False):
+        self.camera, self.claims, self.modes, self.clock = camera, claims, modes, clock
+        self.events, self.speech, self.earcons, self.blocking = events, speech, earcons, blocking
+        self.settings = settings
+        self.conditions = conditions
+        self.photos = Path(data_dir) / "photos"
+        self.videos = Path(data_dir) / "videos"
+        self._video = None            # (claim, path, entered) while recording
+        self._interval: asyncio.Task | None = None
+        self.photos_taken = 0
+        self._photos_in_progress = 0
+        loop = asyncio.get_running_loop()
+        # The HAL calls these from its own threads: hand over to the loop, nothing more.
+        camera.on_tripped = lambda reason: loop.call_soon_threadsafe(self._tripped, reason)
+        camera.on_video_stopped = lambda path, reason: loop.call_soon_threadsafe(
+            self._video_ended, reason)
+        if not always_on:   # the always-on baseline keeps filming whatever the mode
+            modes.subscribe(self._mode_changed)
+
+    # Checks shared by every kind of capture.
+    def _check_allowed(self, video: bool) -> None:
+        policy, mode = self.modes.policy, self.modes.mode
+        if not policy.camera:
+            raise CaptureRefused(f"the camera is off in {mode} mode"
+                                 + ("; let it cool down" if mode == m.HOT else ""))
+        if not video:
+            return
+        if not policy.video:
+            raise CaptureRefused(f"no video in {mode} mode; charge the battery or stop the recording")
+        c, s = self.conditions(), self.settings
+        if c.percent is not None and c.percent < s.video_min_percent and not c.charging:
+            raise CaptureRefused(f"battery {c.percent:.0f} % is below {s.video_min_percent:g} % "
+                                 "for video; charge first")
+        if c.temperature_c is not None and c.temperature_c > s.hot_c - s.video_margin_c:
+            raise CaptureRefused(f"{c.temperature_c:.0f} C is too close to the {s.hot_c:g} C "
+                                 "limit for video")
+
+    def _claim(self, owner: str, resources, on_preempt=None):
+        try:
+            return self.claims.acquire(owner, resources, on_preempt=on_preempt)
+        except Busy as e:
+            raise CaptureRefused(str(e)) from None
+
+    def _enter(self) -> bool:
+        """Move to CAPTURE if the mode table allows; RECORDING keeps its mode."""
+        if self.modes.allowed("capture"):
+            self.modes.fire("capture", "capture started")
+            return True
+        return False
+
+    def _leave(self, entered: bool) -> None:
+        if entered and self.modes.mode == m.CAPTURE:
+            self.modes.fire("capture_done", "capture finished")
+
+    async def _refuse(self, e: InterlockError) -> CaptureRefused:
+        self.events.emit("capture", f"refused: {e}")
+        await self.speech.say(BLOCKED)
+        return CaptureRefused(str(e))
+
+    # Photos.
+    async def photo(self, owner: str = "photo") -> Path:
+        return (await self.burst(1, owner=owner))[0]
+
+    async def burst(self, count: int, gap_s: float = 0.0, owner: str = "photo") -> list[Path]:
+        if not 1 <= count <= MAX_BURST:
+            raise CaptureRefused(f"burst of {count}: choose 1 to {MAX_BURST} photos")
+        self._check_allowed(video=False)
+        claim = self._claim(owner, ["camera"])
+        entered = self._enter()
+        saved: list[Path] = []
+        self._photos_in_progress += 1
+        try:
+            for i in range(count):
+                if i and gap_s:
+                    await self.clock.asleep(gap_s)
+                jpeg = await self.blocking.run(self.camera.capture_jpeg)
+                wall = self.clock.wall()
+                path = self.photos / f"{photo_name(wall)}.jpg"
+                await self.blocking.run(write_atomic, path,
+                                        with_exif_time(jpeg, wall, self.settings.sensor))
+                saved.append(path)
+                self.photos_taken += 1
+                self.events.emit("capture", f"photo {path.name}")
+            self.earcons.earcon("shutter")
+            return saved
+        except InterlockError as e:
+            raise await self._refuse(e) from None
+        finally:
+            self._photos_in_progress -= 1
+            if self._video is None:
+                await self.blocking.run(self.camera.stop)
+            self.claims.release(claim)
+            self._leave(entered)
+
+    # Interval capture: the "what did I see" journal.
+    def start_interval(self, every_s: float, count: int | None = None) -> None:
+        if not every_s >= MIN_INTERVAL_S:    # also refuses NaN
+            raise CaptureRefused(f"interval must be at least {MIN_INTERVAL_S:g} s")
+        self.stop_interval()
+        self._interval = asyncio.create_task(self._run_interval(every_s, count), name="interval")
+
+    def stop_interval(self) -> bool:
+        task, self._interval = self._interval, None
+        if task is not None and not task.done():
+            task.cancel()
+            return True
+        return False
+
+    @property
+    def interval_running(self) -> bool:
+        return self._interval is not None and not self._interval.done()
+
+    async def _run_interval(self, every_s: float, count: int | None) -> None:
+        n = 0
+        while count is None or n < count:
+            try:
+                await self.photo(owner="journal")
+                n += 1
+            except CaptureRefused as e:
+                log.info("interval capture skipped: %s", e)
+                if self.modes.mode in (m.SLEEP, m.CRITICAL):
+                    self.events.emit("capture", f"interval stopped: {e}")
+                    return
+            await self.clock.asleep(every_s)
+
+    # Video.
+    @property
+    def recording_video(self) -> bool:
+        return self._video is not None
+
+    async def start_video(self, seconds: float) -> Path:
+        if not 1 <= seconds <= MAX_VIDEO_S:
+            raise CaptureRefused(f"video length {seconds:g} s: choose 1 to {MAX_VIDEO_S:g} s")
+        if self._video is not None:
+            raise CaptureRefused("a video is already recording; `capture stop` first")
+        self._check_allowed(video=True)
+        claim = self._claim("video", ["camera", "microphones"],
+                            on_preempt=lambda: spawn(self.stop_video("preempted")))
+        entered = self._enter()
+        path = self.videos / f"{photo_name(self.clock.wall())}.mjpeg"
+        try:
+            await self.blocking.run(self.camera.start_video, path, seconds)
+        except BaseException as e:
+            await asyncio.shield(self.blocking.run(self.camera.stop))
+            self.claims.release(claim)
+            self._leave(entered)
+            if isinstance(e, InterlockError):
+                raise await self._refuse(e) from None
+            raise
+        self._video = (claim, path, entered)
+        self.events.emit("capture", f"video started {path.name} max {seconds:g} s")
+        return path
+
+    def _video_ended(self, reason: str) -> None:
+        if self._video is not None and reason != "stop requested":
+            spawn(self.stop_video(reason))
+
+    def _tripped(self, reason: str) -> None:
+        """The HAL stopped the camera: the LED's read-back was lost while it streamed.
+
+        A photo in progress hears of it as an InterlockError and says so itself; otherwise
+        (a video) nobody is waiting on the camera, so the wearer is told here.
+        """
+        self.events.emit("capture", f"stopped: {reason}")
+        if not self._photos_in_progress:
+            spawn(self.speech.say(TRIPPED))
+        if self._video is not None:
+            spawn(self.stop_video("privacy LED read-back lost"))
+
+    def _mode_changed(self, old: str, new: str, event: str, reason: str) -> None:
+        if not m.POLICY[new].video and self._video is not None:
+            spawn(self.stop_video(f"{new} mode"))
+
+    async def stop_video(self, reason: str = "stopped") -> Path | None:
+        video, self._video = self._video, None
+        if video is None:
+            return None
+        claim, path, entered = video
+        saved = True
+        try:
+            if self.camera.recording:
+                await self.blocking.run(self.camera.stop_video)
+            await self.blocking.run(self.camera.stop)
+        except GlassesError as e:
+            # The camera failed under the video: what was written is kept by the driver.
+            saved = path.exists()
+            self.events.emit("fault", f"camera {e}")
+        finally:
+            self.claims.release(claim)
+            self._leave(entered)
+        if not saved:
+            self.events.emit("capture", f"video {path.name} has no frames ({reason})")
+            return None
+        self.events.emit("capture", f"video saved {path.name} ({reason})")
+        return path
+
+    async def close_all(self, reason: str) -> None:
+        """Stop everything that writes files (power-down, shutdown)."""
+        self.stop_interval()
+        await self.stop_video(reason)
+        await self.blocking.run(self.camera.stop)

@@ -1,0 +1,74 @@
+"""Console commands for features: `capture`, `record` and `ask`.
+
+`capture` and `record` run the router's actions, the same ones voice commands run, so a
+typed command and a spoken one get the same checks and refusals.
+"""
+
+import math
+
+from drivers.errors import GlassesError
+
+from .commands import CommandError, command
+
+CAPTURE_USAGE = ("capture photo | capture burst N | capture video SECONDS | "
+                 "capture interval SECONDS|stop | capture stop")
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value):
+        raise CommandError(f"'{text[:20]}' is not a number of seconds; usage: {CAPTURE_USAGE}")
+    return value
+
+
+def _action(args: list[str]) -> tuple[str, dict] | None:
+    match args:
+        case ["photo"]:
+            return "photo", {}
+        case ["burst", n] if n.isdigit():
+            return "burst", {"count": int(n)}
+        case ["video", seconds]:
+            return "video_start", {"seconds": _seconds(seconds)}
+        case ["interval", "stop"]:
+            return "interval_stop", {}
+        case ["interval", seconds]:
+            return "interval_start", {"seconds": _seconds(seconds)}
+        case ["stop"]:
+            return "capture_stop", {}
+    return None
+
+
+async def _run(session, what: str, name: str, args: dict) -> list[str]:
+    try:
+        return list((await session.fw.router.run(name, **args)).lines)
+    except GlassesError as e:
+        raise CommandError(f"{what} refused: {e}") from None
+
+
+@command("capture", "capture photo|burst N|video SECONDS|interval SECONDS|stop",
+         "take photos or video behind the privacy LED")
+async def cmd_capture(session, args):
+    action = _action(args)
+    if action is None:
+        raise CommandError(f"usage: {CAPTURE_USAGE}")
+    return await _run(session, "capture", *action)
+
+
+@command("record", "record start|stop", "meeting recording: microphone audio in durable segments")
+async def cmd_record(session, args):
+    if args not in (["start"], ["stop"]):
+        raise CommandError("usage: record start|stop")
+    return await _run(session, "record", f"record_{args[0]}", {})
+
+
+@command("ask", "ask TEXT", "a text turn for the assistant: the reply is spoken and printed",
+         raw=True)
+async def cmd_ask(session, args):
+    text = " ".join(args).strip()
+    if not text:
+        raise CommandError("usage: ask TEXT, e.g. ask what's the battery")
+    reply = await session.fw.assistant.ask(text)
+    return reply.splitlines() or ["(no answer)"]

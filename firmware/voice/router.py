@@ -1,0 +1,166 @@
+"""The router: one table of device actions, for voice intents and console commands alike.
+
+"Take a photo" (voice) and `capture photo` (console) run the same action and get the same
+checks; an action returns what to say and what to print. A refusal (capture not allowed,
+the camera's privacy light broken) is a GlassesError the caller reports its own way: the
+console as `ERR`, the assistant as a spoken apology.
+"""
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Awaitable, Callable
+
+from drivers.errors import GlassesError
+
+from ..ports import Clock, Speaker
+from .intents import LANGUAGES
+
+VOICE_VIDEO_S = 60.0     # "start a video" by voice: a minute, or until "stop video"
+BURST_GAP_S = 0.2
+
+
+@dataclass(frozen=True)
+class Outcome:
+    say: str                        # the spoken reply
+    lines: tuple[str, ...]          # what the console prints
+
+
+@dataclass(frozen=True)
+class Action:
+    name: str
+    summary: str
+    handler: Callable[..., Awaitable[Outcome]]
+
+
+class UnknownAction(GlassesError, ValueError):
+    """An action name the router does not have."""
+
+
+class Router:
+    """Runs ACTIONS against the services it is given; `run(name, **args) -> Outcome`."""
+
+    def __init__(self, capture, recorder, speaker: Speaker, conversation, clock: Clock,
+                 conditions, data_dir: Path):
+        self.capture, self.recorder, self.speaker = capture, recorder, speaker
+        self.conversation, self.clock = conversation, clock
+        self.conditions = conditions    # () -> fresh power.conditions.Conditions
+        self.data_dir = Path(data_dir)
+
+    async def run(self, name: str, **args) -> Outcome:
+        action = ACTIONS.get(name)
+        if action is None:
+            raise UnknownAction(f"no action '{name}'; one of {', '.join(ACTIONS)}")
+        return await action.handler(self, **args)
+
+    def rel(self, path: Path) -> str:
+        return str(path.relative_to(self.data_dir))
+
+
+async def _photo(r: Router) -> Outcome:
+    path = await r.capture.photo()
+    return Outcome("Photo taken.", (f"photo {r.rel(path)}",))
+
+
+async def _burst(r: Router, count: int) -> Outcome:
+    paths = await r.capture.burst(count, gap_s=BURST_GAP_S)
+    return Outcome(f"{len(paths)} photos taken.", tuple(f"photo {r.rel(p)}" for p in paths))
+
+
+async def _video_start(r: Router, seconds: float = VOICE_VIDEO_S) -> Outcome:
+    path = await r.capture.start_video(seconds)
+    return Outcome("Recording video.", (f"recording {r.rel(path)}",))
+
+
+async def _video_stop(r: Router) -> Outcome:
+    path = await r.capture.stop_video()
+    if path is None:
+        return Outcome("No video is recording.", ("no video recording",))
+    return Outcome("Video saved.", (f"video {r.rel(path)}",))
+
+
+async def _capture_stop(r: Router) -> Outcome:
+    path = await r.capture.stop_video()
+    stopped = r.capture.stop_interval()
+    lines = ([f"video {r.rel(path)}"] if path else []) + (["interval stopped"] if stopped else [])
+    return Outcome("Stopped." if lines else "Nothing to stop.", tuple(lines) or ("nothing to stop",))
+
+
+async def _interval_start(r: Router, seconds: float) -> Outcome:
+    r.capture.start_interval(seconds)
+    return Outcome(f"A photo every {seconds:g} seconds.",
+                   (f"a photo every {seconds:g} s until `capture interval stop`",))
+
+
+async def _interval_stop(r: Router) -> Outcome:
+    if r.capture.stop_interval():
+        return Outcome("Interval photos stopped.", ("interval stopped",))
+    return Outcome("No interval photos are running.", ("no interval capture running",))
+
+
+async def _record_start(r: Router) -> Outcome:
+    path = await r.recorder.start()
+    return Outcome("Recording the meeting.", (f"recording into {r.rel(path)}",))
+
+
+async def _record_stop(r: Router) -> Outcome:
+    path = await r.recorder.stop()
+    if path is None:
+        return Outcome("Nothing is recording.", ("not recording",))
+    return Outcome("Meeting recording saved.",
+                   (f"saved {r.rel(path)} ({r.recorder.segments} segments)",))
+
+
+def _translate(language: str):
+    async def handler(r: Router) -> Outcome:
+        r.conversation.translate_to = language
+        return Outcome(f"Translating into {LANGUAGES[language]}. Say stop to end.",
+                       (f"translating into {LANGUAGES[language]}",))
+    return handler
+
+
+async def _cancel(r: Router) -> Outcome:
+    r.conversation.translate_to = None
+    return Outcome("Okay.", ("okay",))
+
+
+def _volume(step: float):
+    async def handler(r: Router) -> Outcome:
+        r.speaker.volume = round(min(1.0, max(0.1, r.speaker.volume + step)), 2)
+        return Outcome(f"Volume {round(r.speaker.volume * 100)} percent.",
+                       (f"volume {r.speaker.volume:.2f}",))
+    return handler
+
+
+async def _battery(r: Router) -> Outcome:
+    c = r.conditions()
+    if c.percent is None:
+        return Outcome("I cannot read the battery right now.", ("battery unknown",))
+    charging = " and charging" if c.charging else ""
+    return Outcome(f"Battery is {round(c.percent)} percent{charging}.",
+                   (f"battery {c.percent:.0f} %{charging}",))
+
+
+async def _time(r: Router) -> Outcome:
+    now = time.localtime(r.clock.wall())
+    return Outcome(time.strftime("It's %-I:%M %p.", now), (time.strftime("%H:%M", now),))
+
+
+ACTIONS: dict[str, Action] = {a.name: a for a in [
+    Action("photo", "take a photo", _photo),
+    Action("burst", "take COUNT photos", _burst),
+    Action("video_start", "record video for SECONDS", _video_start),
+    Action("video_stop", "stop the video", _video_stop),
+    Action("capture_stop", "stop the video and interval photos", _capture_stop),
+    Action("interval_start", "a photo every SECONDS", _interval_start),
+    Action("interval_stop", "stop interval photos", _interval_stop),
+    Action("record_start", "record a meeting", _record_start),
+    Action("record_stop", "stop the meeting recording", _record_stop),
+    *(Action(f"translate_{code}", f"translate into {name}", _translate(code))
+      for code, name in LANGUAGES.items()),
+    Action("cancel", "stop translating", _cancel),
+    Action("volume_up", "louder", _volume(+0.1)),
+    Action("volume_down", "quieter", _volume(-0.1)),
+    Action("battery", "the battery level", _battery),
+    Action("time", "the time", _time),
+]}
