@@ -19,7 +19,7 @@ import numpy as np
 from drivers.atomic import fsync_dir, write_atomic
 from drivers.clock import Clock
 from drivers.errors import BusError, ConfigError, DeviceError, DeviceTimeout, GlassesError
-from drivers.locks import held
+from drivers.waits import held, joined
 
 log = logging.getLogger(__name__)
 
@@ -298,8 +298,8 @@ class Camera:
             self._set_state("closed", "close requested")
         finally:
             self._lock.release()
-        if rec is not None and rec.timer is not None:
-            rec.timer.join(timeout=self._lock_timeout_s)
+        if rec is not None:
+            joined(rec.timer, self._lock_timeout_s)
 
     def __enter__(self):
         return self
@@ -385,9 +385,7 @@ class Camera:
                     return self._last_video
                 raise GlassesError(f"{self._name}: stop video: not recording")
             path = self._finish_video("stop requested", restart=True)
-        rec.timer.join(timeout=self._lock_timeout_s)
-        if rec.timer.is_alive():
-            log.warning("%s: video timer thread did not stop", self._name)
+        joined(rec.timer, self._lock_timeout_s)
         return path
 
     def _video_timer(self, rec: _Recording) -> None:

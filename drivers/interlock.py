@@ -19,7 +19,7 @@ import numpy as np
 from .camera import Camera, Photo
 from .errors import DeviceError, DeviceTimeout, GlassesError
 from .leds import PrivacyLED
-from .locks import held
+from .waits import held, joined
 
 log = logging.getLogger(__name__)
 
@@ -278,10 +278,7 @@ class InterlockedCamera:
         with self._workers_lock:
             workers, self._workers = self._workers, []
         for worker in workers:
-            worker.join(timeout=self._busy_timeout_s)
-            if worker.is_alive():
-                log.warning("%s: interlock trip thread did not stop within %g s",
-                            self._name, self._busy_timeout_s)
+            joined(worker, self._busy_timeout_s)
 
     def __enter__(self):
         return self

@@ -169,3 +169,33 @@ def test_endpointing_counts_audio_not_clock():
         results.append(len(events[-1][1]))
     assert results[0] is not None and 2.0 * 16000 <= results[0] <= 2.8 * 16000
     assert max(results) - min(results) <= 4000   # same cut within one arrival chunk
+
+
+def test_hot_glasses_still_act_on_commands_but_the_llm_stays_off(assistant_fw):
+    """The mode policy's `llm` flag, enforced where the LLM would run."""
+    fw = assistant_fw
+    assert fw.cmd("sim temp 80").ok
+    assert fw.cmd("status --json").json()["mode"] == "HOT"
+    reply = fw.cmd("ask why is the sky blue")
+    assert reply.ok and "the glasses are too hot" in " ".join(reply.lines)
+    events = wait_event(fw, lambda e: e.startswith("speak I can't answer questions right now"))
+    assert fw.cmd("ask what's the battery").lines[0].startswith("Battery is")
+    events = wait_event(fw, lambda e: e.startswith("speak Battery is"), seen=events)
+    assert not any(e.startswith("assistant answered") for e in events)   # no generation ran
+    assert fw.cmd("sim temp 30").ok
+    assert fw.cmd("status --json").json()["mode"] == "STANDBY"
+
+
+def test_taken_off_the_assistant_stops_listening(assistant_fw):
+    """The mode policy's `listening` flag: asleep, the voice loop is idle and the mics off."""
+    fw = assistant_fw
+    assert fw.cmd("sim wear off").ok
+    mode = fw.cmd("mode --json").json()
+    assert mode["mode"] == "SLEEP" and mode["voice"] == "idle" and not mode["microphones"]
+    reply = fw.cmd("ask what time is it")
+    assert not reply.ok and "assistant is off in SLEEP mode" in reply.error
+    assert fw.cmd("sim button action click").ok
+    assert fw.cmd("mode --json").json()["voice"] == "idle"
+    assert fw.cmd("sim wear on").ok
+    mode = fw.cmd("mode --json").json()
+    assert mode["mode"] == "STANDBY" and mode["voice"] == "wake" and mode["microphones"]

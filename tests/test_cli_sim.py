@@ -72,3 +72,23 @@ def test_no_driver_or_service_knows_about_the_sim():
                 re.search(r"(board|name|kind)\s*==\s*['\"]sim['\"]", text):
             offenders.append(str(path.relative_to(ROOT)))
     assert offenders == []
+
+
+SERVICE_PACKAGES = ("capture", "meeting", "power", "voice")
+
+
+def test_services_take_ports_not_the_firmware():
+    """Only app.py wires; a service neither imports it nor takes the whole firmware."""
+    offenders = []
+    for package in SERVICE_PACKAGES:
+        for path in (ROOT / "firmware" / package).glob("*.py"):
+            text = path.read_text()
+            if re.search(r"^\s*from\s+(firmware|\.+)\s*(\.\s*)?app\b|^\s*import\s+firmware\.app\b|"
+                         r"from \.\.? import .*\bapp\b", text, re.M) or \
+                    re.search(r"def __init__\(self, fw\b", text):
+                offenders.append(str(path.relative_to(ROOT)))
+    assert offenders == []
+    ports = (ROOT / "firmware" / "ports.py").read_text()
+    for port in ("Clock", "EventSink", "Blocking", "ModeGate", "Claims", "Camera", "Speaks",
+                 "VoiceModels", "LanguageModels"):
+        assert f"class {port}(Protocol)" in ports

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from drivers.errors import ConfigError
 from drivers.parts import ROLES, find
+from drivers.waits import joined
 
 from .audio import SimAudioSource, list_played, sim_input_stream_factory, sim_output_stream_factory
 from .camera import Scene, SimPicamera2, sim_encoder_factory
@@ -140,6 +141,6 @@ class SimHardware:
 
     def close(self) -> None:
         self._stop.set()
-        self._wearer_thread.join(timeout=2.0)
+        joined(self._wearer_thread, 2.0)
         self.power.close()
         self.gpio.close()

@@ -10,6 +10,7 @@ ticks every second.
 import threading
 
 from drivers.power import PowerTable
+from drivers.waits import joined
 
 CHARGE_PCT_PER_H = 40.0   # what the charger puts in (about 7.4 W into 18.5 Wh)
 TICK_S = 1.0
@@ -65,4 +66,4 @@ class SimPower:
         if self.tick in getattr(self.clock, "listeners", []):
             self.clock.listeners.remove(self.tick)
         if self._thread is not None:
-            self._thread.join(timeout=2.0)
+            joined(self._thread, 2.0)

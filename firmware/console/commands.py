@@ -198,14 +198,15 @@ async def cmd_mode(session, args):
     info = {"mode": fw.mode, "lifecycle": fw.lifecycle, "worn": fw.monitor.worn,
             "policy": {"photo": p.camera, "video": p.video, "listening": p.listening,
                        "llm": p.llm, "soc": p.soc},
-            "voice": fw.assistant.state,
+            "voice": fw.assistant.state, "microphones": fw.board.microphones.running,
             "resources": fw.arbiter.snapshot(), "power_w": round(fw.energy.watts, 3)}
     if js:
         return as_json(info)
     allowed = ", ".join(k for k in ("photo", "video", "listening", "llm") if info["policy"][k])
     held = "; ".join(f"{r}: {', '.join(o)}" for r, o in info["resources"].items() if o) or "none"
     return [f"{fw.mode} (lifecycle {fw.lifecycle})", f"allows      {allowed or 'nothing'}",
-            f"soc         {p.soc}", f"voice loop  {info['voice']}", f"resources   {held}",
+            f"soc         {p.soc}", f"voice loop  {info['voice']}",
+            f"microphones {'on' if info['microphones'] else 'off'}", f"resources   {held}",
             f"power       {info['power_w']:.2f} W"]
 
 

@@ -3,7 +3,7 @@
 Every change goes through `ModeMachine.fire`, which checks the table, logs the reason
 and emits an event; anything not in the table is refused with TransitionError. What
 each mode may power is declared in POLICY. `docs/modes.md` is generated from these
-tables (`python -m firmware.power.modes > docs/modes.md`).
+tables (`python -m firmware.tools.docgen`).
 
 Activity modes (INTERACTIVE, CAPTURE, RECORDING) end with an event whose target is
 BASE: the machine returns to the base mode the conditions call for (STANDBY,
@@ -135,12 +135,15 @@ def markdown() -> str:
                      f"{'yes' if p.listening else 'no'} | {'yes' if p.llm else 'no'} | {p.soc} | "
                      f"{p.idle_timeout_s:g} |" for s, p in POLICY.items())
     return (f"# Operating modes\n\nGenerated from `firmware/power/modes.py` by "
-            f"`python -m firmware.power.modes > docs/modes.md`; do not edit by hand.\n\n"
+            f"`python -m firmware.tools.docgen`; do not edit by hand.\n\n"
             f"`base_mode` is STANDBY, LOW_BATTERY or CHARGING, whichever the battery and "
             f"charger call for.\n\n```mermaid\n{mermaid()}\n```\n\n"
             f"| mode | photo | video | listening | LLM | SoC | idle timeout s |\n"
-            f"|---|---|---|---|---|---|---|\n{rows}\n")
-
-
-if __name__ == "__main__":
-    print(markdown(), end="")
+            f"|---|---|---|---|---|---|---|\n{rows}\n\n"
+            f"Where each column is enforced: photo and video in `firmware/capture/capture.py` "
+            f"(before the camera starts; a running video stops when the mode forbids it), "
+            f"listening in `firmware/voice/assistant.py` (the voice loop goes idle, the "
+            f"microphones off), LLM in `firmware/voice/conversation.py` (refused with a spoken "
+            f"reason, a running answer cancelled), SoC in `firmware/power/manager.py`, the idle "
+            f"timeout (of an assistant turn on top of the mode) in "
+            f"`firmware/power/conditions.py`.\n")

@@ -20,6 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
+from drivers.waits import joined
+
 ROUNDS = 3           # best of: this machine's bandwidth swings from run to run
 SYSTEM = ("You are the assistant inside a pair of AI glasses. Answer in one or two short "
           "sentences, in the language of the question. The wearer can see the answer "
@@ -40,8 +42,8 @@ def read_bandwidth_gbs(threads: int, size_mb: int = 512) -> float:
         t0 = time.perf_counter()
         for t in ts:
             t.start()
-        for t in ts:
-            t.join()
+        if not all(joined(t, 60.0) for t in ts):
+            raise RuntimeError("bandwidth threads did not finish within 60 s")
         best = max(best, a.nbytes / (time.perf_counter() - t0) / 1e9)
     return best
 

@@ -18,6 +18,7 @@ import time
 import traceback
 
 from drivers.errors import GlassesError
+from drivers.waits import joined
 
 from . import protocol as P
 from .roles import Roles
@@ -78,7 +79,7 @@ class Worker:
             with self.cond:
                 self.cond.notify_all()
             for compute in computes:
-                compute.join(timeout=5.0)
+                joined(compute, 5.0)
 
     def _dispatch(self, msg: dict) -> None:
         if msg["op"] == "stop":

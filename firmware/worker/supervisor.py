@@ -193,6 +193,8 @@ class Supervisor:
         if self.proc is not None and self.proc.exitcode is None:
             self.proc.kill()  # SIGKILL also ends a SIGSTOPped process
             self.proc.join(timeout=2.0)
+            if self.proc.exitcode is None:
+                log.error("worker pid %s survived SIGKILL for 2 s; abandoning it", self.proc.pid)
         self.conn = self.proc = None
 
     async def _restart_after(self, delay: float) -> None:
