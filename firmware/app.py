@@ -102,7 +102,7 @@ class Firmware:
         self.power = PowerManager(board.soc, self.modes, self.events, self.blocking)
 
         # Voice out, capture and recording.
-        self.cues = Cues(board.speaker)
+        self.cues = Cues(board.speaker, self.blocking)
         self.speech = SpeechOut(board.speaker, self.voice_worker, self.cues, self.events, clock,
                                 self.blocking, touch=self.scheduler.touch)
         self.capture = Capture(board.camera, self.arbiter, self.modes, clock, self.events,

@@ -82,7 +82,7 @@ def run(body):
             holder = {}
             modes = m.ModeMachine(base_for=lambda: holder["s"].base_mode())
             scheduler = holder["s"] = ModeScheduler(Thresholds.from_board(SIM), modes, clock)
-            cues = Cues(board.speaker)
+            cues = Cues(board.speaker, blocking)
             speech = SpeechOut(board.speaker, None, cues, events, clock, blocking)
             try:
                 return await body(Parts(board, clock, events, blocking, Arbiter(), modes,

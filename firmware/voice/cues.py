@@ -14,6 +14,8 @@ import numpy as np
 from drivers.errors import GlassesError
 from drivers.wavio import read_wav
 
+from ..tasks import spawn
+
 log = logging.getLogger("glasses.cues")
 
 RATE_HZ = 24000
@@ -62,15 +64,21 @@ def synthesize(text: str, language: str = "en", words_per_min: int | None = None
         return read_wav(wav)
 
 
+PLAY_TIMEOUT_S = 5.0    # queueing a sound may open the output stream; never longer than this
+
+
 class Cues:
-    """Plays earcons; never raises into the caller."""
+    """Plays earcons in the background (call on the loop); never raises into the caller."""
 
-    def __init__(self, speaker):
-        self.speaker = speaker
+    def __init__(self, speaker, blocking):
+        self.speaker, self.blocking = speaker, blocking
 
-    def earcon(self, name: str):
+    def earcon(self, name: str) -> None:
+        spawn(self._play(name), name=f"earcon-{name}")
+
+    async def _play(self, name: str) -> None:
         try:
-            return self.speaker.play(EARCONS[name], RATE_HZ)
+            await self.blocking.run(self.speaker.play, EARCONS[name], RATE_HZ,
+                                    timeout_s=PLAY_TIMEOUT_S)
         except GlassesError as e:
             log.warning("earcon %s not played: %s", name, e)
-            return None

@@ -11,7 +11,7 @@ import time
 from drivers.errors import GlassesError
 
 from ..ports import Blocking, Clock, Earcons, EventSink, Speaker, VoiceModels
-from .cues import synthesize
+from .cues import PLAY_TIMEOUT_S, synthesize
 
 log = logging.getLogger("glasses.speech")
 
@@ -44,7 +44,9 @@ class SpeechOut:
         t0 = time.perf_counter()
         try:
             audio, rate = await self.synthesize(text, language)
-            playback = self.speaker.play(audio, rate)
+            # Queueing may open the output stream: off the loop, with a deadline.
+            playback = await self.blocking.run(self.speaker.play, audio, rate,
+                                               timeout_s=PLAY_TIMEOUT_S)
         except (GlassesError, OSError) as e:
             log.warning("cannot speak %r: %s", text[:40], e)
             self.earcons.earcon("error")
