@@ -1,6 +1,7 @@
 """The command line on the sim board, as a user runs it."""
 
 import json
+import os
 import re
 import signal
 import subprocess
@@ -92,3 +93,23 @@ def test_services_take_ports_not_the_firmware():
     for port in ("Clock", "EventSink", "Blocking", "ModeGate", "Claims", "Camera", "Speaks",
                  "VoiceModels", "LanguageModels"):
         assert f"class {port}(Protocol)" in ports
+
+
+def test_stdio_console_reads_commands_from_a_file_or_nothing(tmp_path):
+    """stdin from /dev/null or a file: every command answered, then a clean stop."""
+    lines = [f"echo {'on' if i % 2 else 'off'}" for i in range(30)] + ["version", "capture photo"]
+    commands = tmp_path / "commands.txt"
+    commands.write_text("\n".join(lines) + "\n")      # more lines than the console queues
+    with open(commands) as stdin:
+        r = subprocess.run(GLASSES + ["run", "--board", "sim", "--console", "stdio",
+                                      "--data-dir", str(tmp_path / "d")],
+                           cwd=ROOT, stdin=stdin, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0 and "Traceback" not in r.stderr + r.stdout
+    assert r.stdout.count("\nOK\n") == len(lines)
+    assert "photo photos/" in r.stdout and len(list((tmp_path / "d" / "photos").glob("*.jpg"))) == 1
+    assert "console input ended" in r.stderr
+    with open(os.devnull) as stdin:
+        r = subprocess.run(GLASSES + ["run", "--board", "sim", "--console", "stdio",
+                                      "--data-dir", str(tmp_path / "d")],
+                           cwd=ROOT, stdin=stdin, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0 and "Traceback" not in r.stderr and "console input ended" in r.stderr

@@ -39,6 +39,7 @@ class Session:
         self._queue: asyncio.Queue[Line] = asyncio.Queue(maxsize=QUEUE_LINES)
         self._busy = False
         self._pending_events: list[str] = []
+        self._on_idle_eof = None
 
     # Input side: called by the transport on the loop thread.
     def feed(self, data: bytes) -> None:
@@ -49,6 +50,16 @@ class Session:
                 self._queue.put_nowait(line)
             except asyncio.QueueFull:
                 self.dropped_lines += 1
+
+    def has_room(self) -> bool:
+        """Whether another line would be queued rather than dropped."""
+        return self._queue.qsize() < QUEUE_LINES - 1
+
+    def end_of_input(self, then) -> None:
+        """The peer sent its last byte: `then()` once every line already read has run."""
+        self._on_idle_eof = then
+        if not self._busy and self._queue.empty():
+            then()
 
     def disconnected(self) -> None:
         self.reader.reset()
@@ -73,6 +84,8 @@ class Session:
                 self._busy = False
                 self._flush_events()
                 self.prompt()
+                if self._on_idle_eof is not None and self._queue.empty():
+                    self._on_idle_eof()
         finally:
             self.set_events(False)
 

@@ -6,9 +6,13 @@ output is dropped and counted, never half-written mid-reply silently.
 """
 
 import asyncio
+import concurrent.futures
 import errno
 import logging
 import os
+import stat
+import sys
+import threading
 import tty
 from pathlib import Path
 
@@ -19,20 +23,46 @@ from .session import Session
 log = logging.getLogger("glasses.console")
 
 OUT_LIMIT_BYTES = 1 << 20
+READ_HANDOFF_TIMEOUT_S = 30.0
+
+
+class _LoopGone(Exception):
+    """The event loop closed (or stopped answering) under the file-reading thread."""
+
+
+def pollable(fd: int) -> bool:
+    """Whether the event loop can watch `fd`: not a regular file, nor /dev/null (epoll refuses both)."""
+    mode = os.fstat(fd).st_mode
+    return not (stat.S_ISREG(mode) or (stat.S_ISCHR(mode) and not os.isatty(fd)))
 
 
 class FdPipe:
-    """Non-blocking reader/writer on one or two file descriptors."""
+    """Non-blocking reader/writer on one or two file descriptors.
 
-    def __init__(self, loop, read_fd: int, write_fd: int, on_data, on_eof):
+    Terminals, pipes and ptys are watched by the loop. A regular file or /dev/null as input
+    (`glasses run --console stdio < commands.txt`) is read by a thread, a line at a time
+    and only when the session has room for it (`room()`), so no command is dropped; as
+    output it is written directly.
+    """
+
+    def __init__(self, loop, read_fd: int, write_fd: int, on_data, on_eof, room=lambda: True):
         self.loop = loop
         self.read_fd, self.write_fd = read_fd, write_fd
-        self.on_data, self.on_eof = on_data, on_eof
+        self.on_data, self.on_eof, self.room = on_data, on_eof, room
         self._out = bytearray()
         self.dropped_bytes = 0
-        os.set_blocking(read_fd, False)
-        os.set_blocking(write_fd, False)
-        loop.add_reader(read_fd, self._readable)
+        self._direct_out = not pollable(write_fd)
+        if not self._direct_out:
+            os.set_blocking(write_fd, False)
+        self._stop = threading.Event()
+        self._reader = None
+        if pollable(read_fd):
+            os.set_blocking(read_fd, False)
+            loop.add_reader(read_fd, self._readable)
+        else:
+            self._reader = threading.Thread(target=self._read_file, name="console-file-input",
+                                            daemon=True)
+            self._reader.start()
 
     def _readable(self) -> None:
         try:
@@ -49,7 +79,43 @@ class FdPipe:
             self.loop.remove_reader(self.read_fd)
             self.on_eof()
 
+    def _read_file(self) -> None:
+        try:
+            with os.fdopen(os.dup(self.read_fd), "rb") as f:
+                for line in f:
+                    while not self._on_loop(self.room):
+                        if self._stop.wait(0.05):
+                            return
+                    self._on_loop(self.on_data, line)
+            self._on_loop(self.on_eof)
+        except _LoopGone:
+            return       # the firmware is stopping: nobody to read for
+
+    def _on_loop(self, fn, *args):
+        """`fn(*args)` run on the loop, its result returned to this thread."""
+        if self._stop.is_set():
+            raise _LoopGone()
+        future = concurrent.futures.Future()
+
+        def run():
+            try:
+                future.set_result(fn(*args))
+            except BaseException as e:  # handed back to the reading thread
+                future.set_exception(e)
+        try:
+            self.loop.call_soon_threadsafe(run)
+            return future.result(timeout=READ_HANDOFF_TIMEOUT_S)
+        except (RuntimeError, concurrent.futures.TimeoutError):
+            raise _LoopGone() from None
+
     def write(self, data: bytes) -> None:
+        if self._direct_out:
+            try:
+                os.write(self.write_fd, data)
+            except OSError as e:
+                self.dropped_bytes += len(data)
+                log.warning("console write failed (%s); dropped %d bytes", e, len(data))
+            return
         if len(self._out) + len(data) > OUT_LIMIT_BYTES:
             self.dropped_bytes += len(data)
             return
@@ -75,8 +141,11 @@ class FdPipe:
             self.loop.remove_writer(self.write_fd)
 
     def close(self) -> None:
-        self.loop.remove_reader(self.read_fd)
-        self.loop.remove_writer(self.write_fd)
+        self._stop.set()
+        if self._reader is None:
+            self.loop.remove_reader(self.read_fd)
+        if not self._direct_out:
+            self.loop.remove_writer(self.write_fd)
 
 
 class PtyConsole:
@@ -124,17 +193,27 @@ class StdioConsole:
     def __init__(self, fw, pin_hash: str = ""):
         loop = asyncio.get_running_loop()
         self.session = Session(fw, self._write, pin_hash, peer_echoes=os.isatty(0))
-        self.pipe = FdPipe(loop, 0, 1, self.session.feed, lambda: fw.stop("console input ended"))
+        # End of input stops the firmware, once the commands already read have run.
+        self.pipe = FdPipe(loop, 0, 1, self.session.feed,
+                           lambda: self.session.end_of_input(self._input_ended),
+                           room=self.session.has_room)
+        self.fw = fw
         self.task = asyncio.create_task(self.session.serve(), name="console-stdio")
 
     def _write(self, data: bytes) -> None:
         self.pipe.write(data)
 
+    def _input_ended(self) -> None:
+        print("glasses: console input ended; stopping (use --console none to run without a "
+              "console)", file=sys.stderr, flush=True)
+        self.fw.stop("console input ended")
+
     def close(self) -> None:
         self.task.cancel()
         self.pipe.close()
         for fd in (0, 1):
-            os.set_blocking(fd, True)
+            if pollable(fd):
+                os.set_blocking(fd, True)
 
 
 class SerialConsole:
