@@ -47,8 +47,14 @@ class SpeechError(GlassesError, RuntimeError):
 
 def synthesize(text: str, language: str = "en", words_per_min: int | None = None
                ) -> tuple[np.ndarray, int]:
-    """Speech from espeak-ng: float32 samples (frames, channels) and the rate in Hz."""
-    cmd = ["espeak-ng", "-v", ESPEAK_VOICES[language]]
+    """Speech from espeak-ng in `language`'s voice: float32 (frames, channels) and the rate in Hz."""
+    return synthesize_voice(text, ESPEAK_VOICES[language], words_per_min)
+
+
+def synthesize_voice(text: str, voice: str, words_per_min: int | None = None
+                     ) -> tuple[np.ndarray, int]:
+    """Speech from espeak-ng with any of its voices ("en-gb", "en-us+f3", ...)."""
+    cmd = ["espeak-ng", "-v", voice]
     if words_per_min:
         cmd += ["-s", str(words_per_min)]
     with tempfile.TemporaryDirectory(prefix="glasses-speech-") as tmp:

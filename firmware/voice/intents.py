@@ -5,6 +5,7 @@ dictionary words) and the matching of typed or transcribed text. The actions the
 are the router's (router.py).
 """
 
+import difflib
 import re
 import unicodedata
 from dataclasses import dataclass
@@ -16,7 +17,7 @@ LANGUAGES = {"en": "English", "zh": "Chinese", "ko": "Korean"}
 # swallow "take a photo" and any sentence that ends in a similar sound.
 PHRASES: dict[str, tuple[str, ...]] = {
     "photo": ("take a photo", "take a picture", "take photo", "take picture", "snap a photo",
-              "capture a photo"),
+              "snap a picture", "capture a photo"),
     "video_start": ("start video", "start a video", "record a video", "start recording video",
                     "take a video"),
     "video_stop": ("stop video", "stop the video", "stop recording video"),
@@ -26,10 +27,12 @@ PHRASES: dict[str, tuple[str, ...]] = {
     "translate_zh": ("translate to chinese", "translate into chinese"),
     "translate_ko": ("translate to korean", "translate into korean"),
     "translate_en": ("translate to english", "translate into english"),
-    "volume_up": ("volume up", "louder", "turn it up", "turn the volume up"),
-    "volume_down": ("volume down", "quieter", "turn it down", "turn the volume down"),
+    "volume_up": ("volume up", "louder", "turn it up", "turn the volume up", "turn up the volume"),
+    "volume_down": ("volume down", "quieter", "turn it down", "turn the volume down",
+                    "turn down the volume"),
     "battery": ("what's the battery", "what is the battery", "battery level",
-                "how much battery", "how much battery is left", "what's the battery level"),
+                "how much battery", "how much battery is left", "what's the battery level",
+                "how much battery do i have"),
     "time": ("what time is it", "what's the time", "tell me the time"),
     "cancel": ("stop", "cancel", "never mind"),
 }
@@ -45,11 +48,31 @@ class Intent:
     language: str
 
 
+# Words that carry no command: politeness, the wake word said along, hesitations. A
+# transcript that is a phrase plus some of these is that phrase.
+FILLERS = frozenset("""please now for me can could would will you hey okay ok jarvis nabu just
+go ahead and the a an uh um er so right quickly glasses thanks thank""".split())
+MAX_COMMAND_WORDS = 8        # longer utterances are questions, whatever they contain
+# How close the content words of a transcript must be to a phrase's (difflib ratio over
+# characters), and by how much the best action must beat the next: catches ASR slips
+# ("take a foto", "wats the batery") but not a sentence that only shares words with one.
+FUZZY_MIN_RATIO = 0.8
+FUZZY_MARGIN = 0.06
+
+
 def normalize(text: str) -> str:
     text = unicodedata.normalize("NFKC", text).lower().replace("’", "'")
     text = re.sub(r"\b(hey|okay|ok) (jarvis|nabu)\b[,.!]?", " ", text)   # a wake word said along
     text = re.sub(r"\b(please|could you|can you|would you)\b", " ", text)
     return " ".join(re.sub(r"[^\w' ]", " ", text).split())
+
+
+def content(text: str) -> str:
+    """The words that matter for matching a command: normalized, fillers dropped."""
+    return " ".join(w for w in normalize(text).split() if w not in FILLERS)
+
+
+_CONTENT = {content(p): a for a, ps in PHRASES.items() for p in ps}
 
 
 def language_of(text: str) -> str:
@@ -61,6 +84,35 @@ def language_of(text: str) -> str:
     return "en"
 
 
-def match(text: str) -> Intent:
-    """A device action if the whole utterance is one of its phrases, else a question."""
-    return Intent(PHRASE_TO_ACTION.get(normalize(text)), text.strip(), language_of(text))
+def action_of(text: str) -> str | None:
+    """The device action an utterance asks for, or None (a question, or not sure enough).
+
+    Exact phrase first; then the phrase whose content words match, exactly or within an ASR
+    slip. Conservative on purpose: a question that mentions a photo must reach the LLM,
+    not take one. English only (the command phrases are English).
+    """
+    clean = normalize(text)
+    if clean in PHRASE_TO_ACTION:
+        return PHRASE_TO_ACTION[clean]
+    if not clean or len(clean.split()) > MAX_COMMAND_WORDS or language_of(text) != "en":
+        return None
+    said = content(text)
+    if said in _CONTENT:
+        return _CONTENT[said]
+    best: dict[str, float] = {}
+    for phrase, action in _CONTENT.items():
+        best[action] = max(best.get(action, 0.0), difflib.SequenceMatcher(None, said, phrase).ratio())
+    ranked = sorted(best.items(), key=lambda kv: kv[1], reverse=True)
+    (action, ratio), runner_up = ranked[0], ranked[1][1]
+    # Near two actions at once ("stark the recording": start or stop?) is no command.
+    return action if ratio >= FUZZY_MIN_RATIO and ratio - runner_up >= FUZZY_MARGIN else None
+
+
+def match(text: str, language: str | None = None) -> Intent:
+    """A device action if the utterance asks for one, else a question for the LLM.
+
+    `language`: what the speech recognizer identified (en, zh, ko, ...); the script of the
+    text decides when it is not given or not one the assistant answers in.
+    """
+    lang = language if language in LANGUAGES else language_of(text)
+    return Intent(action_of(text), text.strip(), lang)
