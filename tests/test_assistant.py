@@ -199,3 +199,18 @@ def test_taken_off_the_assistant_stops_listening(assistant_fw):
     assert fw.cmd("sim wear on").ok
     mode = fw.cmd("mode --json").json()
     assert mode["mode"] == "STANDBY" and mode["voice"] == "wake" and mode["microphones"]
+
+
+def test_intent_matcher_acts_on_asr_slips_and_never_on_other_sentences():
+    from firmware.tools.quality import COMMANDS, NOT_COMMANDS
+    for phrase, action in COMMANDS:
+        assert intents.action_of(phrase) == action, phrase
+    for slip, action in (("Take a foto.", "photo"), ("wats the batery", "battery"),
+                         ("What is the time?", "time"), ("Could you take a picture for me?", "photo"),
+                         ("Start recording the video, please.", "video_start")):
+        assert intents.action_of(slip) == action, slip
+    assert [s for s in NOT_COMMANDS if intents.action_of(s)] == []
+    assert intents.action_of("stark meeting recording") is None or \
+        intents.action_of("stark meeting recording") == "record_start"
+    assert intents.match("天空为什么是蓝色的", "zh").language == "zh"
+    assert intents.match("bonjour", "fr").language == "en"        # not an answer language
