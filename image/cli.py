@@ -29,11 +29,31 @@ def cmd_fetch(args) -> int:
     return 0
 
 
+def _models_for_build(args) -> Path | None:
+    """--models DIR; else the installed default models (`glasses models install`), said so."""
+    from .tools import say
+    if args.models and args.no_models:
+        raise FlashError("give --models DIR or --no-models, not both")
+    if args.models:
+        return Path(args.models)
+    if args.no_models:
+        return None
+    from models.manifest import default_models_dir
+    found = default_models_dir()
+    if found is None:
+        say("build: no --models given and no installed models (`glasses models install` makes "
+            "them); the image carries none")
+    else:
+        say(f"build: no --models given: the image carries the installed models in {found} "
+            "(--no-models leaves them out)")
+    return found
+
+
 def cmd_build(args) -> int:
     from .build import BuildOptions, build
     opt = lambda v: Path(v) if v else None  # noqa: E731
     build(BuildOptions(board=args.board, base=Path(args.base), out=Path(args.out).absolute(),
-                       models=opt(args.models), secrets=opt(args.secrets), wheels=opt(args.wheels),
+                       models=_models_for_build(args), secrets=opt(args.secrets), wheels=opt(args.wheels),
                        grow_mb=args.grow_mb, dry_run=args.dry_run, keep_work=args.keep_work))
     return 0
 
@@ -89,7 +109,9 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--board", required=True, help="board name (cm5-ref, cm4-ref) or .toml path")
     b.add_argument("--base", required=True, help="Raspberry Pi OS Lite arm64 image, .img or .img.xz")
     b.add_argument("--out", required=True, help="output image; OUT.sha256, OUT.bmap, OUT.manifest.json beside it")
-    b.add_argument("--models", help="models directory (checked against its manifest.toml)")
+    b.add_argument("--models", help="models directory, checked against its manifest.toml "
+                   "(default: the installed one, models/installed, if `glasses models install` made it)")
+    b.add_argument("--no-models", action="store_true", help="carry no models, even if some are installed")
     b.add_argument("--secrets", help="TOML with the console pin and optional wifi / ssh settings")
     b.add_argument("--wheels", help="directory of ready aarch64 wheels (default: build and download)")
     b.add_argument("--grow-mb", type=int, help="grow the root by this much (default: payload + 256 MiB)")

@@ -1,8 +1,10 @@
 """`--models DIR`: model files for the image, hashed, and checked against DIR/manifest.toml.
 
-The manifest is read loosely on purpose (its schema belongs to the inference worker):
-any table that names a file (`file`, `path` or `name`) and a `sha256`, or that has a
-`files` table of name -> sha256 or a `files` list of such tables, is checked. A file
+A manifest written by `glasses models install` or `build-test` ([models.NAME] tables with
+a role and `files = [{path, sha256}]`, paths inside `DIR/NAME/`) is checked file by file;
+its wheel models are skipped (their files come with the wheels). Any other manifest is read
+loosely: any table that names a file (`file`, `path` or `name`) and a `sha256`, or that has
+a `files` table of name -> sha256 or a `files` list of such tables, is checked. A file
 whose hash differs is refused, naming the file and both hashes.
 """
 
@@ -41,6 +43,22 @@ def _expected(node, found: dict[str, str]) -> None:
             _expected(value, found)
 
 
+def _model_tables(data: dict) -> dict[str, str] | None:
+    """Files of a glasses models manifest, relative to the models directory; None if it is not one."""
+    tables = data.get("models")
+    if not isinstance(tables, dict) or not tables or not all(
+            isinstance(t, dict) and "role" in t and isinstance(t.get("files"), list) for t in tables.values()):
+        return None
+    found = {}
+    for name, table in tables.items():
+        if str(table.get("source", "")).startswith("wheel:"):
+            continue
+        for f in table["files"]:
+            if isinstance(f, dict) and isinstance(f.get("path"), str) and isinstance(f.get("sha256"), str):
+                found[f"{name}/{f['path']}"] = f["sha256"].lower()
+    return found
+
+
 def collect(models_dir: Path) -> dict[str, str]:
     """relative path -> sha256 of every file under `models_dir`; FlashError on a bad hash."""
     if not models_dir.is_dir():
@@ -54,12 +72,15 @@ def collect(models_dir: Path) -> dict[str, str]:
             data = tomllib.loads(manifest.read_text(encoding="utf-8"))
         except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
             raise FlashError(f"{manifest}: not valid TOML: {e}") from None
-        want: dict[str, str] = {}
-        _expected(data, want)
+        want = _model_tables(data)
+        if want is None:
+            want = {}
+            _expected(data, want)
         for name, digest in sorted(want.items()):
             if name not in hashes:
                 raise FlashError(f"{manifest}: lists {name}, which is not in {models_dir}; "
-                                 "fetch it with `glasses models fetch`")
+                                 "make it again with `glasses models install --models "
+                                 f"{models_dir}` (or `glasses models fetch`)")
             if hashes[name] != digest:
                 raise FlashError(f"{models_dir / name}: sha256 {hashes[name]} does not match the "
                                  f"manifest's {digest}; refusing a changed or damaged model")

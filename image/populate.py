@@ -95,10 +95,12 @@ def populate(fs: ExtFS, board, *, stage: Path, epoch: int, wheels: list[Path],
     stale = fs.listdirs([rootfs.WHEELS])[rootfs.WHEELS] or {}      # a base that was built before
     for name in sorted(set(stale) - {w.name for w in wheels}):
         edits.remove(f"{rootfs.WHEELS}/{name}")
+    # Each model directory once, parents first (debugfs refuses to make one twice).
+    model_dirs = sorted({"/".join(rel.split("/")[:i]) for rel in model_hashes
+                         for i in range(1, rel.count("/") + 1)})
+    for sub in model_dirs:
+        edits.dir(f"{rootfs.MODELS}/{sub}")
     for rel in sorted(model_hashes):
-        parts = rel.split("/")
-        for i in range(1, len(parts)):
-            edits.dir(f"{rootfs.MODELS}/{'/'.join(parts[:i])}")
         edits.file(f"{rootfs.MODELS}/{rel}", (models_dir / rel).resolve(), 0o644)
     for unit in (rootfs.UNIT, rootfs.FIRSTBOOT_UNIT):
         edits.link(f"{rootfs.WANTS}/{os.path.basename(unit)}", unit)

