@@ -156,7 +156,9 @@ class LanguageModels(Protocol):
 
     def generate(self, prompt: str | None = None, *, messages: list[dict] | None = None,
                  system: str | None = None, max_tokens: int = ..., **kw) -> Stream: ...
-    async def transcribe(self, audio: np.ndarray, **kw) -> str: ...
+    async def transcribe(self, audio: np.ndarray, *, task: str = "transcribe",
+                         language: str | None = None, **kw) -> dict:
+        """{"text", "language", "language_prob"}; task "translate" gives English."""
 
 
 Touch = Callable[[], None]            # "the user did something": restarts idle timeouts

@@ -29,6 +29,10 @@ _WHEEL_PACKAGES = {"silero-vad": "silero_vad", "pyopen-wakeword": "pyopen_wakewo
                    "pocketsphinx": "pocketsphinx", "rapidocr-onnxruntime": "rapidocr_onnxruntime"}
 
 
+class ModelNotInstalled(ConfigError):
+    """A role names a model that `glasses models install` builds, and it has not been built."""
+
+
 @dataclass(frozen=True)
 class ModelFile:
     path: str          # relative to the model's directory (or the wheel's site-packages)
@@ -69,6 +73,9 @@ class Manifest:
         name = self.roles.get(role)
         if name is None:
             raise ConfigError(f"no model is assigned to role {role!r} in the manifest")
+        if name not in self.models:
+            raise ModelNotInstalled(f"the {role} model {name!r} is not installed; run "
+                                    "`glasses models install` (or give --models DIR)")
         return self.models[name]
 
     def directory(self, entry: ModelEntry) -> Path:
@@ -81,6 +88,12 @@ class Manifest:
 
     def path(self, entry: ModelEntry, rel: str) -> Path:
         return self.directory(entry) / rel
+
+
+def _installable() -> set[str]:
+    """The names `glasses models install` builds: a role may name one before it is built."""
+    from .packages import load as load_catalog
+    return {spec.name for spec in load_catalog().values()}
 
 
 def default_models_dir() -> Path | None:
@@ -112,7 +125,7 @@ def load(models_dir=None) -> Manifest:
     for role, name in roles.items():
         if role not in ROLES:
             raise ConfigError(f"{sources[-1]}: [roles] has unknown role {role!r}")
-        if name not in models:
+        if name not in models and name not in _installable():
             raise ConfigError(f"[roles] {role} = {name!r} but no [models.{name}] is defined")
     return Manifest(roles, models, Path(models_dir) if models_dir is not None else None)
 

@@ -1,10 +1,7 @@
-"""Tiny random-weight ONNX models with the production I/O, made with the onnx helper API.
+"""A tiny random-weight ONNX voice with Piper's I/O, made with the onnx helper API.
 
-- ASR, Moonshine-like encoder-decoder: `encoder.onnx` takes raw 16 kHz audio
-  `input_values` [1, samples] (samples a multiple of 320) and gives `last_hidden_state`
-  [1, frames, d]; `decoder.onnx` takes `input_ids` [1, n] and `encoder_hidden_states` and
-  gives `logits` [1, n, vocab]. Greedy decoding from token 1 (start) until 2 (end).
-  Quantized to int8 with onnxruntime's dynamic quantizer, as the production model is.
+(The test ASR is a real Whisper architecture with random weights: models/tiny_whisper.py.)
+
 - TTS, Piper/VITS-shaped: `voice.onnx` takes `input` int64 [1, phonemes], `input_lengths`
   int64 [1], `scales` float32 [3] (noise, length, noise_w) and gives `output` float32
   [1, 1, samples]; `voice.onnx.json` carries sample rate and phoneme-id map like Piper's.
@@ -20,10 +17,8 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 OPSET = 18
-FRAME_SAMPLES = 320          # 20 ms at 16 kHz per encoder frame
 SAMPLES_PER_PHONEME = 256    # the tiny voice's fixed duration per phoneme id
 TTS_RATE_HZ = 16000
-ASR_START_ID, ASR_END_ID = 1, 2
 
 
 def _w(rng, shape, scale=0.1) -> np.ndarray:
@@ -36,66 +31,6 @@ def _save(graph, path: Path) -> None:
     model.ir_version = 8
     onnx.checker.check_model(model)
     onnx.save(model, str(path))
-
-
-def asr_encoder(path: Path, d_model: int, seed: int = 1) -> None:
-    rng = np.random.default_rng(seed)
-    inits = [numpy_helper.from_array(np.array([1, -1, FRAME_SAMPLES], np.int64), "frame_shape"),
-             numpy_helper.from_array(_w(rng, (FRAME_SAMPLES, d_model)), "w_in"),
-             numpy_helper.from_array(_w(rng, (d_model,)), "b_in"),
-             numpy_helper.from_array(_w(rng, (d_model, d_model)), "w_mid")]
-    nodes = [helper.make_node("Reshape", ["input_values", "frame_shape"], ["frames"]),
-             helper.make_node("MatMul", ["frames", "w_in"], ["h0"]),
-             helper.make_node("Add", ["h0", "b_in"], ["h1"]),
-             helper.make_node("Tanh", ["h1"], ["h2"]),
-             helper.make_node("MatMul", ["h2", "w_mid"], ["h3"]),
-             helper.make_node("Tanh", ["h3"], ["last_hidden_state"])]
-    graph = helper.make_graph(
-        nodes, "asr_encoder",
-        [helper.make_tensor_value_info("input_values", TensorProto.FLOAT, [1, "samples"])],
-        [helper.make_tensor_value_info("last_hidden_state", TensorProto.FLOAT,
-                                       [1, "frames", d_model])], inits)
-    _save(graph, path)
-
-
-def asr_decoder(path: Path, d_model: int, vocab: int, seed: int = 2) -> None:
-    rng = np.random.default_rng(seed)
-    inits = [numpy_helper.from_array(_w(rng, (vocab, d_model), 1.0), "embed"),
-             numpy_helper.from_array(_w(rng, (d_model, d_model)), "w_x"),
-             numpy_helper.from_array(_w(rng, (d_model, vocab), 1.0), "w_out"),
-             numpy_helper.from_array(np.array([1], np.int64), "axis1")]
-    nodes = [helper.make_node("Gather", ["embed", "input_ids"], ["tok"]),
-             helper.make_node("ReduceMean", ["encoder_hidden_states", "axis1"], ["ctx"],
-                              keepdims=1),
-             helper.make_node("Add", ["tok", "ctx"], ["x0"]),
-             helper.make_node("MatMul", ["x0", "w_x"], ["x1"]),
-             helper.make_node("Tanh", ["x1"], ["x2"]),
-             helper.make_node("MatMul", ["x2", "w_out"], ["logits"])]
-    graph = helper.make_graph(
-        nodes, "asr_decoder",
-        [helper.make_tensor_value_info("input_ids", TensorProto.INT64, [1, "tokens"]),
-         helper.make_tensor_value_info("encoder_hidden_states", TensorProto.FLOAT,
-                                       [1, "frames", d_model])],
-        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [1, "tokens", vocab])], inits)
-    _save(graph, path)
-
-
-def quantize_int8(src: Path, dst: Path) -> None:
-    from onnxruntime.quantization import QuantType, quantize_dynamic
-    quantize_dynamic(str(src), str(dst), weight_type=QuantType.QInt8)
-    src.unlink()
-
-
-def build_asr(out: Path, tokenizer_json: Path, d_model: int = 64) -> None:
-    """encoder.onnx, decoder.onnx (int8) and tokenizer.json into `out`."""
-    out.mkdir(parents=True, exist_ok=True)
-    vocab = len(json.loads(tokenizer_json.read_text())["model"]["vocab"])
-    for name, fn in (("encoder", lambda p: asr_encoder(p, d_model)),
-                     ("decoder", lambda p: asr_decoder(p, d_model, vocab))):
-        fp32 = out / f"{name}.fp32.onnx"
-        fn(fp32)
-        quantize_int8(fp32, out / f"{name}.onnx")
-    (out / "tokenizer.json").write_bytes(tokenizer_json.read_bytes())
 
 
 PHONEMES = list("_^$ abcdefghijklmnopqrstuvwxyz,.?!'-")

@@ -54,6 +54,12 @@ def test_build_test_writes_a_manifest_whose_hashes_verify(built):
         assert entry.random_weights
         verify_entry(m, entry, use_cache=False)
     assert (built / ".gitignore").read_text().strip().endswith("*")
+    # The test ASR has the real Whisper's layout (what `glasses models install` writes),
+    # so the same runtime serves both; "random weights" is said in the entry.
+    asr = m.for_role("asr")
+    assert {f.path for f in asr.files} == set(build_test.ASR_FILES)
+    assert "random" in asr.source and "random weights" in asr.license
+    assert sum(f.size for f in asr.files) < 5e6
 
 
 def test_corrupted_model_is_refused_naming_the_file_and_both_hashes(models_copy):
@@ -81,11 +87,12 @@ def test_missing_model_names_the_command_that_fetches_it(models_copy):
                                            r"`glasses models build-test --out "):
         verify_entry(m, entry)
     prod = manifest.load(None)
-    prod_entry = prod.for_role("llm")
+    with pytest.raises(ConfigError, match=r"not installed; run `glasses models install`"):
+        prod.for_role("llm")             # a default role, before the install has built it
     with pytest.raises(ConfigError, match="needs a models directory"):
-        verify_entry(prod, prod_entry)
+        verify_entry(prod, prod.models["qwen2.5-0.5b-instruct-int4"])
     with pytest.raises(ModelMissing, match=r"glasses models fetch qwen2.5-0.5b-instruct-int4 --models"):
-        verify_entry(manifest.load(models_copy / "empty"), prod_entry)
+        verify_entry(manifest.load(models_copy / "empty"), prod.models["qwen2.5-0.5b-instruct-int4"])
 
 
 def test_worker_reports_model_errors_to_the_caller(models_copy):
@@ -128,4 +135,4 @@ def test_models_list_json(built, capsys):
 
 def test_fetch_refuses_unpinned_files_without_pin(tmp_path):
     with pytest.raises(ModelCorrupt, match="no pinned sha256"):
-        glasses("models", "fetch", "moonshine-tiny-int8", "--models", str(tmp_path))
+        glasses("models", "fetch", "piper-en_US-lessac-medium", "--models", str(tmp_path))

@@ -4,7 +4,7 @@
     await client.start()
     async for piece in client.generate("What time is it?", system="Be brief."):
         ...
-    text = await client.transcribe(audio_16k_float32)
+    heard = await client.transcribe(audio_16k_float32)   # {"text", "language", "language_prob"}
     await client.stop()
 
 Streaming audio roles: `await client.vad(chunk)` and `await client.wake(chunk)` take
@@ -26,7 +26,7 @@ import numpy as np
 from drivers.errors import ConfigError
 
 from . import protocol as P
-from .errors import DeadlineExceeded, RequestCancelled, WorkerCrashed, from_worker
+from .errors import BadInput, DeadlineExceeded, RequestCancelled, WorkerCrashed, from_worker
 from .supervisor import Supervisor, SupervisorSettings
 
 log = logging.getLogger("glasses.worker")
@@ -172,14 +172,33 @@ class InferenceClient:
         return self.request("generate", {"messages": msgs, "max_tokens": max_tokens},
                             priority=priority, timeout_s=timeout_s)
 
-    def transcribe_stream(self, audio: np.ndarray, *, priority: int = P.PRIORITY_INTERACTIVE,
+    def transcribe_stream(self, audio: np.ndarray, *, task: str = "transcribe",
+                          language: str | None = None, priority: int = P.PRIORITY_INTERACTIVE,
                           timeout_s: float = 60.0) -> Stream:
-        """Partial transcripts of 16 kHz mono float32 audio; `.result['text']` at the end."""
-        return self.request("transcribe", arrays={"audio": _f32(audio)}, priority=priority,
-                            timeout_s=timeout_s)
+        """The text so far after each token of 16 kHz mono float32 audio; then `.result`.
 
-    async def transcribe(self, audio: np.ndarray, **kw) -> str:
-        return (await self.transcribe_stream(audio, **kw).wait())["text"]
+        `.result` is {"text": str, "language": code or None, "language_prob": float or
+        None}: the language detected (or the one forced with `language`, e.g. "zh") and
+        the model's probability of it. `task="translate"` gives English text. Audio of
+        any length (longer than 30 s is transcribed window by window); under 0.1 s, or
+        silence, gives "". NaN/inf samples or an unknown task raise BadInput here; a
+        language the model lacks raises BadInput from the worker.
+        """
+        if task not in ("transcribe", "translate"):
+            raise BadInput(f"ASR task {task!r} is not one of transcribe, translate")
+        if language is not None and not isinstance(language, str):
+            raise BadInput(f"language must be a code such as 'en' or None, not {language!r}")
+        samples = _f32(audio)
+        bad = int(np.count_nonzero(~np.isfinite(samples)))
+        if bad:
+            raise BadInput(f"audio has {bad} NaN or infinite samples of {len(samples)}; "
+                           "refusing to transcribe it")
+        return self.request("transcribe", {"task": task, "language": language},
+                            {"audio": samples}, priority=priority, timeout_s=timeout_s)
+
+    async def transcribe(self, audio: np.ndarray, **kw) -> dict:
+        """{"text", "language", "language_prob"} of the whole audio (see transcribe_stream)."""
+        return await self.transcribe_stream(audio, **kw).wait()
 
     async def vad(self, audio: np.ndarray, timeout_s: float = 10.0, *,
                   reset: bool = False) -> np.ndarray:

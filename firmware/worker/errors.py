@@ -27,6 +27,10 @@ class DeadlineExceeded(WorkerError, TimeoutError):
     """The request did not finish before its deadline."""
 
 
+class BadInput(GlassesError, ValueError):
+    """A request's input cannot be used (NaN audio, an unknown language or task); says which."""
+
+
 class RemoteError(WorkerError):
     """The worker reported an error of a kind this client does not know; `kind` names it."""
 
@@ -39,6 +43,6 @@ def from_worker(kind: str, message: str) -> Exception:
     """The client-side exception for an `error` message from the worker."""
     from models.verify import ModelCorrupt, ModelMissing
     known = {"ModelMissing": ModelMissing, "ModelCorrupt": ModelCorrupt,
-             "DeadlineExceeded": DeadlineExceeded}
+             "DeadlineExceeded": DeadlineExceeded, "BadInput": BadInput}
     cls = known.get(kind)
     return cls(message) if cls else RemoteError(kind, message)

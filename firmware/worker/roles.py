@@ -69,12 +69,13 @@ class Roles:
                 yield "item", piece
             yield "result", {"tokens": n, **role.info()}
         elif req.kind == "transcribe":
-            text = ""
-            for text in role.stream(tensors["audio"]):
-                if should_stop():
-                    return
-                yield "item", text
-            yield "result", {"text": text}
+            # {"text", "language", "language_prob"}: the stream's return value.
+            result = yield from _items(role.stream(
+                tensors["audio"], str(a.get("task", "transcribe")), a.get("language"),
+                should_stop))
+            if should_stop():
+                return
+            yield "result", result
         elif req.kind == "vad":
             # A stream: state carries over between requests unless the caller resets it.
             probs = role.probabilities(tensors["audio"], bool(a.get("reset", False)))
@@ -92,3 +93,13 @@ class Roles:
             yield "result", {"audio": ref.to_json(), "rate_hz": rate}
         elif req.kind == "ocr":
             yield "result", {"lines": role.read(tensors["image"])}
+
+
+def _items(stream):
+    """Pass a generator's values on as ("item", value); return the generator's return value."""
+    while True:
+        try:
+            value = next(stream)
+        except StopIteration as end:
+            return end.value
+        yield "item", value
