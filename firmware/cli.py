@@ -20,13 +20,27 @@ def _clock(args, config):
     return SimClock(realtime=getattr(args, "speed", "1") != "max")
 
 
+def _run_models(spec: str | None) -> Path | None:
+    """--models DIR, none, or (not given) the installed default models if there are any."""
+    from models.manifest import default_models_dir
+    if spec == "none":
+        return None
+    if spec is not None:
+        return Path(spec).expanduser()
+    found = default_models_dir()
+    if found is None:
+        print("glasses: no models installed (run `glasses models install`, or give --models DIR); "
+              "running without the assistant's models", file=sys.stderr)
+    return found
+
+
 def cmd_run(args) -> int:
     import boards
 
     from .app import run_firmware
     config = boards.load(args.board)
     return run_firmware(config, _data_dir(args, config), _clock(args, config),
-                        console=args.console, speed=args.speed, models_dir=args.models)
+                        console=args.console, speed=args.speed, models_dir=_run_models(args.models))
 
 
 def cmd_selftest(args) -> int:
@@ -103,7 +117,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--console", default="auto",
                      help="PATH (a pty symlinked there on the sim; the serial port on boards), "
                           "stdio, none, or auto (the board file's console tty)")
-    run.add_argument("--models", help="models directory")
+    run.add_argument("--models", help="models directory (default: the installed models, "
+                                      "models/installed); none: run without models")
     run.add_argument("--speed", choices=("1", "max"), default="1",
                      help="sim only: 1 = real time, max = jump ahead whenever idle")
     run.set_defaults(func=cmd_run)

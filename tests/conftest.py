@@ -17,6 +17,10 @@ class RunningFirmware:
     """A firmware process on the sim board, and a console client to it."""
 
     def __init__(self, tmp: Path, board: str = "sim", extra=()):
+        # Without --models the firmware loads the installed real models: a test that does
+        # not use them says so, and starts in a second instead of loading half a gigabyte.
+        if "--models" not in extra:
+            extra = (*extra, "--models", "none")
         self.data_dir = tmp / "data"
         self.tty = tmp / "glasses.tty"
         self.log = open(tmp / "stdout.txt", "w+")

@@ -101,7 +101,7 @@ def test_stdio_console_reads_commands_from_a_file_or_nothing(tmp_path):
     commands = tmp_path / "commands.txt"
     commands.write_text("\n".join(lines) + "\n")      # more lines than the console queues
     with open(commands) as stdin:
-        r = subprocess.run(GLASSES + ["run", "--board", "sim", "--console", "stdio",
+        r = subprocess.run(GLASSES + ["run", "--board", "sim", "--console", "stdio", "--models", "none",
                                       "--data-dir", str(tmp_path / "d")],
                            cwd=ROOT, stdin=stdin, capture_output=True, text=True, timeout=120)
     assert r.returncode == 0 and "Traceback" not in r.stderr + r.stdout
@@ -109,7 +109,7 @@ def test_stdio_console_reads_commands_from_a_file_or_nothing(tmp_path):
     assert "photo photos/" in r.stdout and len(list((tmp_path / "d" / "photos").glob("*.jpg"))) == 1
     assert "console input ended" in r.stderr
     with open(os.devnull) as stdin:
-        r = subprocess.run(GLASSES + ["run", "--board", "sim", "--console", "stdio",
+        r = subprocess.run(GLASSES + ["run", "--board", "sim", "--console", "stdio", "--models", "none",
                                       "--data-dir", str(tmp_path / "d")],
                            cwd=ROOT, stdin=stdin, capture_output=True, text=True, timeout=60)
     assert r.returncode == 0 and "Traceback" not in r.stderr and "console input ended" in r.stderr

@@ -67,7 +67,7 @@ def test_serial_console_survives_unplug_and_noise(tmp_path):
     board.write_text(text.replace('tty = "pty"', f'tty = "{link}"'))
     log = open(tmp_path / "out.txt", "w")
     proc = subprocess.Popen(GLASSES + ["run", "--board", str(board), "--data-dir", str(tmp_path / "d"),
-                                       "--console", "auto"], cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+                                       "--console", "auto", "--models", "none"], cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
     try:
         lines = until_answered(cable, b"version", proc, 30)
         assert lines[-1] == "OK" and lines[-2].startswith("glasses ")

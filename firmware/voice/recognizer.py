@@ -3,8 +3,9 @@
 The command grammar first (PocketSphinx in the voice worker, milliseconds): a device
 command is acted on without the ASR. A grammar maps any speech to some phrase and
 pocketsphinx 5 gives no usable score for it, so a match counts only when its words cover
-most of the voiced audio. Everything else goes to the ASR in the model worker, and its
-text to the intent matcher.
+most of the voiced audio. Everything else goes to the ASR in the model worker (Whisper:
+text and the language it identified), and its text to the intent matcher, so a command the
+grammar missed (an accent, a noisy room, a politer phrasing) still acts.
 """
 
 import logging
@@ -61,7 +62,11 @@ class Recognizer:
             intent = await self.command(audio)
             if intent is not None:
                 return intent
-        return match(await self.models.transcribe(audio))
+        heard = await self.models.transcribe(audio)
+        log.info("asr: %r (%s %.2f)", heard["text"], heard.get("language"),
+                 heard.get("language_prob") or 0.0)
+        # The language the ASR identified decides the answer's language.
+        return match(heard["text"], heard.get("language"))
 
     def forget(self) -> None:
         self._early = None
