@@ -190,9 +190,10 @@ def test_asr_mechanics_through_the_worker(test_models, lang_codes):
             partials = [p async for p in stream]
             result = stream.result
             assert set(result) == {"text", "language", "language_prob"}
-            assert len(partials) > 3 and result["text"] == partials[-1]
-            # Text so far: each partial extends the one before (the final one may trim a
-            # hallucination loop, so it is left out of this).
+            assert partials and result["text"] == partials[-1]
+            # Text so far: each partial extends the one before (beam search shows only what
+            # every hypothesis agrees on; the final one may trim a hallucination loop, so it
+            # is left out of this).
             assert all(b.startswith(a) for a, b in zip(partials[:-1], partials[1:-1]))
             assert result["language"] in lang_codes and 0 < result["language_prob"] <= 1
             forced = await client.transcribe(noise, language="zh", task="translate")

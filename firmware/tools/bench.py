@@ -11,6 +11,7 @@ chunks in this process on one thread, so the difference is the worker's per-requ
 """
 
 import asyncio
+import contextlib
 import json
 import os
 import sys
@@ -20,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from drivers.errors import GlassesError
 from drivers.waits import joined
 
 ROUNDS = 3           # best of: this machine's bandwidth swings from run to run
@@ -92,23 +94,88 @@ class DirectGenai:
         self.model = og.Model(cfg)
         self.tok = og.Tokenizer(self.model)
 
-    def decode_tok_s(self, tokens: int, system: str) -> float:
-        og = self.og
-        prompt = self.tok.apply_chat_template(json.dumps([
-            {"role": "system", "content": system}, {"role": "user", "content": "Hello there"}]),
+    def prompt_text(self, system: str, user: str = "Hello there") -> str:
+        """The chat-formatted prompt, as the worker builds it (llama.cpp gets the same text)."""
+        return self.tok.apply_chat_template(json.dumps([
+            {"role": "system", "content": system}, {"role": "user", "content": user}]),
             add_generation_prompt=True)
-        ids = self.tok.encode(prompt)
+
+    def run(self, tokens: int, system: str) -> tuple[float, float]:
+        """(time to first token s, decode tok/s after it) for one greedy answer, no cache."""
+        og = self.og
+        ids = self.tok.encode(self.prompt_text(system))
         params = og.GeneratorParams(self.model)
         params.set_search_options(max_length=len(ids) + tokens + 8, do_sample=False)
+        t0 = time.perf_counter()
         gen = og.Generator(self.model, params)
         gen.append_tokens(ids)
         gen.generate_next_token()
-        t0, n = time.perf_counter(), 0
+        first = time.perf_counter()
+        n = 0
         while n < tokens - 1 and not gen.is_done():
             gen.generate_next_token()
             gen.get_next_tokens()
             n += 1
-        return n / (time.perf_counter() - t0)
+        return first - t0, n / (time.perf_counter() - first)
+
+
+ASR_SENTENCES = ("turn on the lights in the kitchen",
+                 "remind me to call my sister tomorrow morning after the meeting with the bank")
+
+
+async def _asr(client, m, threads: int) -> dict:
+    """End of speech to text: the whole utterance is sent as the endpointer would send it."""
+    from drivers.resample import resample
+
+    from ..voice.cues import synthesize
+    from ..worker.asr import Asr
+    from models.verify import verify_entry
+    await client.transcribe(np.zeros(16000, np.float32) + 1e-3)          # load the model
+    direct = Asr(verify_entry(m, m.for_role("asr")), threads)
+    rows = []
+    for text in ASR_SENTENCES:
+        audio, rate = synthesize(text, "en", 165)
+        x = resample(audio[:, 0] if audio.ndim == 2 else audio, rate, 16000).astype(np.float32)
+        worker_s, direct_s, first_s = [], [], []
+        for _ in range(ROUNDS):
+            t0 = time.perf_counter()
+            stream = client.transcribe_stream(x)
+            first = None
+            async for _ in stream:
+                first = first or time.perf_counter() - t0
+            worker_s.append(time.perf_counter() - t0)
+            first_s.append(first if first is not None else float("nan"))
+            t0 = time.perf_counter()
+            direct.transcribe(x)
+            direct_s.append(time.perf_counter() - t0)
+        seconds = len(x) / 16000
+        rows.append({"audio_s": round(seconds, 2), "latency_s": min(worker_s),
+                     "first_partial_s": min(first_s), "direct_latency_s": min(direct_s),
+                     "rtf": min(worker_s) / seconds, "text": stream.result["text"]})
+    return {"model": m.roles.get("asr"), "utterances": rows,
+            "latency_s": max(r["latency_s"] for r in rows),
+            "rtf": min(r["rtf"] for r in rows),
+            "ratio_direct": sum(r["direct_latency_s"] for r in rows) / sum(r["latency_s"] for r in rows)}
+
+
+async def _llama_cpp(stack, m, threads: int, out: dict):
+    """llama.cpp on the GGUF the installed LLM came from, or None (and why, in `out`)."""
+    from . import bench_llamacpp
+    if not bench_llamacpp.available():
+        out["llama_cpp"] = "not installed: `pip install llama-cpp-python` builds it (~10 min)"
+        return None
+    if m.models[m.roles["llm"]].random_weights:
+        out["llama_cpp"] = "skipped: the LLM has random weights, there is no GGUF of it"
+        return None
+    loop = asyncio.get_running_loop()
+    try:
+        gguf = stack.enter_context(bench_llamacpp.joined_gguf())
+    except GlassesError as e:
+        out["llama_cpp"] = f"skipped: {e}"
+        return None
+    llama = await loop.run_in_executor(None, bench_llamacpp.DirectLlamaCpp, gguf, threads)
+    out["llama_cpp"] = f"llama-cpp-python {llama.version}, same GGUF"
+    return llama
 
 
 def direct_vad_ms_per_s(m, audio: np.ndarray) -> float:
@@ -179,30 +246,42 @@ async def run(models_dir: Path, threads: int, tokens: int, session_options=None)
         llm = out["llm"]
         loop = asyncio.get_running_loop()
         direct = await loop.run_in_executor(None, DirectGenai, llm_dir, threads, session_options)
-        ttft_ms, decode, direct_decode, cached, cached_n = [], [], [], [], 0
-        prefill_ttft, prefill_n = [], 0
-        for r in range(ROUNDS):
-            system = f"[{r}] " + SYSTEM  # a new system prompt: nothing cached
-            t, rate, _ = await _time_stream(client.generate("Hello there", system=system,
-                                                            max_tokens=tokens))
-            ttft_ms.append(t * 1000)
-            decode.append(rate)
-            # Interleaved with the worker's runs, so both see the same machine load.
-            direct_decode.append(await loop.run_in_executor(
-                None, direct.decode_tok_s, tokens, system))
-            s = client.generate("And now?", system=system, max_tokens=2)
-            t, _, _ = await _time_stream(s)
-            cached.append(t * 1000)
-            cached_n = s.result["prefill_tokens"]
-            s = client.generate(LONG_PROMPT + f" ({r})", max_tokens=1)
-            t, _, _ = await _time_stream(s)
-            prefill_ttft.append(t)
-            prefill_n = s.result["prefill_tokens"]
+        with contextlib.ExitStack() as stack:
+            llama = await _llama_cpp(stack, m, threads, llm)
+            ttft_ms, decode, direct_decode, cached, cached_n = [], [], [], [], 0
+            llama_decode, llama_ttft, direct_ttft = [], [], []
+            prefill_ttft, prefill_n = [], 0
+            for r in range(ROUNDS):
+                system = f"[{r}] " + SYSTEM  # a new system prompt: nothing cached
+                t, rate, _ = await _time_stream(client.generate("Hello there", system=system,
+                                                                max_tokens=tokens))
+                ttft_ms.append(t * 1000)
+                decode.append(rate)
+                # Interleaved with the worker's runs, so all three see the same machine load.
+                t, rate = await loop.run_in_executor(None, direct.run, tokens, system)
+                direct_decode.append(rate)
+                direct_ttft.append(t * 1000)
+                if llama is not None:
+                    t, rate, _ = await loop.run_in_executor(
+                        None, llama.run, direct.prompt_text(system), tokens)
+                    llama_decode.append(rate)
+                    llama_ttft.append(t * 1000)
+                s = client.generate("And now?", system=system, max_tokens=2)
+                t, _, _ = await _time_stream(s)
+                cached.append(t * 1000)
+                cached_n = s.result["prefill_tokens"]
+                s = client.generate(LONG_PROMPT + f" ({r})", max_tokens=1)
+                t, _, _ = await _time_stream(s)
+                prefill_ttft.append(t)
+                prefill_n = s.result["prefill_tokens"]
         del direct
         llm.update(decode_tok_s=max(decode), direct_decode_tok_s=max(direct_decode),
-                   ttft_ms=min(ttft_ms), ttft_cached_ms=min(cached),
+                   ttft_ms=min(ttft_ms), direct_ttft_ms=min(direct_ttft), ttft_cached_ms=min(cached),
                    ttft_cached_new_tokens=cached_n,
                    prefill_tok_s=prefill_n / min(prefill_ttft), prefill_tokens=prefill_n)
+        if llama_decode:
+            llm.update(llama_cpp_decode_tok_s=max(llama_decode), llama_cpp_ttft_ms=min(llama_ttft),
+                       ratio_llama_cpp=max(decode) / max(llama_decode))
         audio = (np.random.default_rng(0).standard_normal(16000 * AUDIO_S) * 0.05).astype(np.float32)
         for role, call, chunk in (("vad", client.vad, VAD_CHUNK), ("wake", client.wake, WAKE_CHUNK)):
             await call(audio[:16000], reset=True)  # load
@@ -216,10 +295,7 @@ async def run(models_dir: Path, threads: int, tokens: int, session_options=None)
             r["direct_ms_per_s"] = direct_ms
             r["overhead_ms_per_request"] = (r["ms_per_s"] - direct_ms) / r["requests_per_s"]
         out["wake"]["words"] = list(client.wake_words)
-        await client.transcribe(audio[:16000])
-        t0 = time.perf_counter()
-        await client.transcribe(audio)
-        out["asr"] = {"rtf": (time.perf_counter() - t0) / 5, "model": m.roles.get("asr")}
+        out["asr"] = await _asr(client, m, threads)
         await client.tts("warm up")
         t0 = time.perf_counter()
         speech, rate = await client.tts("The battery is at eighty percent and the camera is off.")
@@ -238,12 +314,19 @@ async def run(models_dir: Path, threads: int, tokens: int, session_options=None)
 
 
 def main(models_dir: Path | None, as_json: bool = False, threads: int | None = None,
-         decode_tokens: int = 128, session_options=None) -> int:
+         decode_tokens: int = 128, session_options=None, quality: bool = False) -> int:
     from models import build_test
+    from models.manifest import default_models_dir
     if models_dir is None:
         real = build_test.DEFAULT_OUT.parent / "real-build"
-        models_dir = real if (real / "manifest.toml").exists() else build_test.DEFAULT_OUT
+        models_dir = default_models_dir() or (
+            real if (real / "manifest.toml").exists() else build_test.DEFAULT_OUT)
     threads = threads or os.cpu_count() or 1
+    if quality:
+        from . import quality as q
+        result = asyncio.run(q.run(Path(models_dir), threads))
+        print(json.dumps(result, ensure_ascii=False) if as_json else q.summary(result))
+        return 0
     result = asyncio.run(run(Path(models_dir), threads, decode_tokens, session_options))
     # The assistant end to end and standby listening, with the same models (after the
     # model benchmarks, so the two do not compete for the cores).
@@ -259,7 +342,14 @@ def main(models_dir: Path | None, as_json: bool = False, threads: int | None = N
           f"ratio {llm['ratio']:.3f}); prefill {llm['prefill_tok_s']:.0f} tok/s; ttft "
           f"{llm['ttft_ms']:.0f} ms, cached {llm['ttft_cached_ms']:.0f} ms; ceiling "
           f"{llm['ceiling_tok_s']:.0f} tok/s ({llm['fraction_of_ceiling']:.0%})")
-    print(f"asr  rtf {result['asr']['rtf']:.3f}   tts rtf {result['tts']['rtf']:.3f}   "
+    if "llama_cpp_decode_tok_s" in llm:
+        print(f"     llama.cpp decode {llm['llama_cpp_decode_tok_s']:.1f} tok/s, ttft "
+              f"{llm['llama_cpp_ttft_ms']:.0f} ms (worker/llama.cpp {llm['ratio_llama_cpp']:.2f})")
+    else:
+        print(f"     llama.cpp: {result['llm'].get('llama_cpp', 'not measured')}")
+    print(f"asr  end of speech to text {result['asr']['latency_s'] * 1000:.0f} ms (worst of "
+          f"{len(result['asr']['utterances'])}), rtf {result['asr']['rtf']:.3f}   "
+          f"tts rtf {result['tts']['rtf']:.3f}   "
           f"vad {result['vad']['ms_per_s']:.1f} ms/s (direct {result['vad']['direct_ms_per_s']:.1f})   "
           f"wake {result['wake']['ms_per_s']:.1f} ms/s (direct {result['wake']['direct_ms_per_s']:.1f})")
     print(f"rss  worker {result['rss_mb']:.0f} MB, firmware {result['rss_firmware_mb']:.0f} MB")

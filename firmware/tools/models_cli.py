@@ -109,7 +109,7 @@ def cmd_bench(args) -> int:
             return 2
         options[key] = value
     return bench.main(_models_dir(args), as_json=args.json, threads=args.threads,
-                      decode_tokens=args.tokens, session_options=options)
+                      decode_tokens=args.tokens, session_options=options, quality=args.quality)
 
 
 def add_subcommands(subparsers) -> None:
@@ -153,9 +153,12 @@ def add_subcommands(subparsers) -> None:
                     help="onnxruntime-genai builder extra option, e.g. block_size=64 (rebuilds the LLM)")
     bt.set_defaults(func=cmd_build_test)
 
-    be = subparsers.add_parser("bench", help="measure the inference worker against direct calls")
-    be.add_argument("--models", help="models directory (default models/real-build if built, "
-                                     "else models/test-build)")
+    be = subparsers.add_parser("bench", help="speed of the models through the worker against "
+                                             "direct calls and llama.cpp; --quality: accuracy")
+    be.add_argument("--models", help="models directory (default: the installed models, else "
+                                     "models/real-build if built, else models/test-build)")
+    be.add_argument("--quality", action="store_true",
+                    help="word error rate, command accuracy and false actions, LLM fact accuracy")
     be.add_argument("--json", action="store_true", help="one JSON object")
     be.add_argument("--threads", type=int, default=None, help="inference threads (default: all cores)")
     be.add_argument("--tokens", type=int, default=128, help="tokens to decode per LLM run")

@@ -52,7 +52,10 @@ class Assistant:
         self.hub = hub
         self.segmenter = Segmenter(voice, claims, clock, self._voice_event, self._poll, settings,
                                    is_speaking=lambda: self.speech.busy)
-        self.recognizer = Recognizer(voice, models)
+        # A transcript begun at the last pause stands if no more than the endpoint's
+        # silence followed it (plus a chunk of arrival jitter).
+        self.recognizer = Recognizer(voice, models, speculate_tail_s=settings.endpoint_silence_s
+                                     - settings.early_silence_s + 0.15)
         self.turn: asyncio.Task | None = None
         self.turns = 0
         self.last_timing: dict = {}
@@ -104,8 +107,8 @@ class Assistant:
         if kind == "wake":
             self.trigger("wake")
         elif kind == "pause":
-            if self.loop.fire("pause", "short pause") and self.conversation.translate_to is None \
-                    and await self.recognizer.at_pause(audio):
+            if self.loop.fire("pause", "short pause") and await self.recognizer.at_pause(
+                    audio, commands=self.conversation.translate_to is None):
                 self.segmenter.end_now()      # a confident device command: act now
         elif kind == "utterance":
             self._audio = audio

@@ -8,6 +8,7 @@ text and the language it identified), and its text to the intent matcher, so a c
 grammar missed (an accent, a noisy room, a politer phrasing) still acts.
 """
 
+import asyncio
 import logging
 
 from drivers.errors import GlassesError
@@ -28,9 +29,16 @@ class RecognitionUnavailable(GlassesError, RuntimeError):
 
 
 class Recognizer:
-    def __init__(self, voice: VoiceModels | None, models: LanguageModels | None):
+    """Audio to Intent. `speculate_tail_s`: how much audio may follow the last pause and the
+    transcript made at that pause still stand (the endpoint's silence, less the pause's)."""
+
+    def __init__(self, voice: VoiceModels | None, models: LanguageModels | None,
+                 speculate_tail_s: float = 0.65):
         self.voice, self.models = voice, models
         self._early: tuple[int, Intent] | None = None   # (samples, intent) found at a pause
+        self._tail = int(speculate_tail_s * 16000)
+        self._speculation = None      # (samples, stream, future) of an ASR run begun at a pause
+        self.speculation_used = self.speculation_wasted = 0
 
     async def command(self, audio) -> Intent | None:
         """A device command if the grammar is confident about the whole of `audio`."""
@@ -38,31 +46,59 @@ class Recognizer:
             return None
         got = await self.voice.grammar(audio, ALL_PHRASES)
         log.info("command grammar: %r coverage %.2f", got["text"], got.get("coverage", 0.0))
-        if got["text"] and got.get("coverage", 0.0) >= COMMAND_MIN_COVERAGE:
-            return Intent(PHRASE_TO_ACTION[got["text"]], got["text"], "en")
+        # Partial phrases ("turn the volume") come back when a word was not found: no command.
+        action = PHRASE_TO_ACTION.get(got["text"])
+        if action is not None and got.get("coverage", 0.0) >= COMMAND_MIN_COVERAGE:
+            return Intent(action, got["text"], "en")
         return None
 
-    async def at_pause(self, audio) -> bool:
-        """At the first pause: is the utterance so far already a confident command?"""
-        intent = await self.command(audio)
-        if intent is None:
-            return False
-        self._early = (len(audio), intent)
-        return True
+    async def at_pause(self, audio, commands: bool = True) -> bool:
+        """At a pause: True if the utterance so far is already a confident command.
+
+        Otherwise the ASR starts on it now, speculatively: if the pause turns out to be the
+        end of the utterance, its transcript is ready half a second sooner; if speech goes
+        on, the run is cancelled at the next pause.
+        """
+        self._drop_speculation()
+        intent = await self.command(audio) if commands else None
+        if intent is not None:
+            self._early = (len(audio), intent)
+            return True
+        if self.models is not None and self.models.state == "ready":
+            stream = self.models.transcribe_stream(audio)
+            future = asyncio.ensure_future(stream.wait())
+            future.add_done_callback(_retrieve)
+            self._speculation = (len(audio), stream, future)
+        return False
+
+    def _drop_speculation(self) -> None:
+        spec, self._speculation = self._speculation, None
+        if spec is not None and not spec[2].done():
+            spec[1].cancel()
+            self.speculation_wasted += 1
 
     async def recognize(self, audio, commands: bool = True) -> Intent:
         """The intent of a whole utterance; `commands=False` skips the grammar (translation)."""
         early, self._early = self._early, None
+        spec, self._speculation = self._speculation, None
         if commands and early is not None and early[0] <= len(audio):
             return early[1]            # decided at the pause: no second decode
         if self.models is None or self.models.state != "ready":
             raise RecognitionUnavailable("speech recognition needs the model worker; "
                                          "run with --models")
-        if commands:
-            intent = await self.command(audio)
-            if intent is not None:
-                return intent
-        heard = await self.models.transcribe(audio)
+        if spec is not None and 0 <= len(audio) - spec[0] <= self._tail:
+            # Only the endpoint's silence came after that pause: its transcript stands.
+            self.speculation_used += 1
+            heard = await spec[2]
+        else:
+            if spec is not None:
+                self._speculation = spec
+                self._drop_speculation()
+            if commands:
+                intent = await self.command(audio)
+                if intent is not None:
+                    return intent
+            heard = await self.models.transcribe(audio)
         log.info("asr: %r (%s %.2f)", heard["text"], heard.get("language"),
                  heard.get("language_prob") or 0.0)
         # The language the ASR identified decides the answer's language.
@@ -70,3 +106,10 @@ class Recognizer:
 
     def forget(self) -> None:
         self._early = None
+        self._drop_speculation()
+
+
+def _retrieve(future) -> None:
+    """A cancelled speculation's error is expected: mark it seen, so nothing warns about it."""
+    if not future.cancelled():
+        future.exception()
