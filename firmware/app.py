@@ -55,6 +55,17 @@ def setup_logging(data_dir: Path, tail: LogTail) -> None:
     root.addHandler(tail)
 
 
+def _asr_is_real(models_dir) -> bool:
+    """Whether the ASR can confirm a command: not a random-weight test model."""
+    if models_dir is None:
+        return False
+    from models.manifest import load
+    try:
+        return not load(models_dir).for_role("asr").random_weights
+    except GlassesError:
+        return False
+
+
 class Firmware:
     """The running application: owns the board and the services, and wires them."""
 
@@ -120,7 +131,7 @@ class Firmware:
         self.assistant = Assistant(self.hub, self.voice_worker, self.model_worker, self.arbiter,
                                    self.modes, clock, self.events, self.speech, self.cues,
                                    self.router, self.conversation, self.blocking, self.data_dir,
-                                   touch=self.scheduler.touch)
+                                   touch=self.scheduler.touch, asr_confirms=_asr_is_real(models_dir))
 
         # Before a halt, every file is closed: the meeting first when the battery dies.
         self.power.add_power_down_step("recording", self._stop_recording_if_critical)

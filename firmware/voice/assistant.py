@@ -42,7 +42,7 @@ class Assistant:
 
     def __init__(self, hub, voice, models, claims, modes, clock, events, speech, earcons,
                  router, conversation, blocking, data_dir: Path, touch=lambda: None,
-                 settings: ListenSettings = ListenSettings()):
+                 settings: ListenSettings = ListenSettings(), asr_confirms: bool = True):
         self.modes, self.clock, self.events = modes, clock, events
         self.speech, self.earcons, self.router = speech, earcons, router
         self.conversation, self.blocking, self.touch = conversation, blocking, touch
@@ -55,7 +55,7 @@ class Assistant:
         # A transcript begun at the last pause stands if no more than the endpoint's
         # silence followed it (plus a chunk of arrival jitter).
         self.recognizer = Recognizer(voice, models, speculate_tail_s=settings.endpoint_silence_s
-                                     - settings.early_silence_s + 0.15)
+                                     - settings.early_silence_s + 0.15, asr_confirms=asr_confirms)
         self.turn: asyncio.Task | None = None
         self.turns = 0
         self.last_timing: dict = {}

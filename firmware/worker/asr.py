@@ -105,17 +105,19 @@ class Asr:
             except StopIteration as end:
                 return end.value
 
-    def stream(self, audio, task: str = "transcribe", language: str | None = None,
-               should_stop=None):
+    def stream(self, audio, task: str = "transcribe", language=None, should_stop=None):
         """Yield the text so far after each token; return {"text", "language", "language_prob"}.
 
         `language` forces the source language (a code of `self.languages`); None detects
-        it. `language_prob` is the model's probability of the language used (None for an
+        it among all; a list of codes detects it among those (the glasses answer in a few
+        languages, and a short clip is otherwise easily taken for another one). `language_prob` is the model's probability of the language used (None for an
         English-only model, which has no language tokens). `translate` gives English text.
         `should_stop()` is polled between tokens; stopping returns what was decoded.
         """
         audio = self._checked(audio, task, language)
-        result = {"text": "", "language": language if self.multilingual else "en",
+        forced = language if isinstance(language, str) else None
+        candidates = None if language is None or forced else list(language)
+        result = {"text": "", "language": forced if self.multilingual else "en",
                   "language_prob": None}
         done: list[str] = []
         shown = ""   # the last partial yielded
@@ -124,7 +126,7 @@ class Asr:
             if len(piece) < MIN_AUDIO_S * mel.RATE_HZ or _rms(piece) < SILENCE_RMS:
                 continue
             cross = self._encode(piece)
-            logits, past, lang, prob = self._prompt(cross, result["language"], task)
+            logits, past, lang, prob = self._prompt(cross, result["language"], task, candidates)
             if result["language_prob"] is None:
                 result["language"], result["language_prob"] = lang, prob
             budget = min(self.max_new_tokens,
@@ -229,15 +231,18 @@ class Asr:
         logits -= logits.max()
         return logits - np.log(np.exp(logits).sum())
 
-    def _checked(self, audio, task: str, language: str | None) -> np.ndarray:
+    def _checked(self, audio, task: str, language) -> np.ndarray:
         if task not in TASKS:
             raise BadInput(f"ASR task {task!r} is not one of {', '.join(TASKS)}")
-        if language is not None:
+        codes = [language] if isinstance(language, str) else list(language or ())
+        if language is not None and not codes:
+            raise BadInput("an empty list of languages to choose from; give None to detect any")
+        for code in codes:
             if not self.multilingual:
-                if language != "en":
-                    raise BadInput(f"the ASR model is English-only; it cannot take {language!r}")
-            elif language not in self.lang_id:
-                raise BadInput(f"language {language!r} is not one of the ASR model's "
+                if code != "en":
+                    raise BadInput(f"the ASR model is English-only; it cannot take {code!r}")
+            elif code not in self.lang_id:
+                raise BadInput(f"language {code!r} is not one of the ASR model's "
                                f"{len(self.languages)} languages ({', '.join(self.languages[:12])}"
                                ", ...)")
         if task == "translate" and not self.multilingual:
@@ -260,8 +265,10 @@ class Asr:
         outs = self.decoder.run(["logits"] + self.names["self_out"], feeds)
         return outs[0][0, -1], dict(zip(self.names["self_in"], outs[1:]))
 
-    def _prompt(self, cross: dict, language: str | None, task: str):
-        """Feed the start of transcript and the task prompt: (logits, cache, language, p)."""
+    def _prompt(self, cross: dict, language: str | None, task: str, candidates=None):
+        """Feed the start of transcript and the task prompt: (logits, cache, language, p).
+
+        `language` None: the most likely language, among `candidates` if given."""
         empty = np.zeros(self.kv_shape, np.float32)
         past = {name: empty for name in self.names["self_in"]}
         if not self.multilingual:
@@ -270,7 +277,9 @@ class Asr:
         logits, past = self._step([self.sot], past, cross)
         probs = _softmax(logits[self.lang_ids])
         if language is None:
-            language = self.languages[int(np.argmax(probs))]
+            allowed = [self.languages.index(c) for c in candidates] if candidates else \
+                range(len(self.languages))
+            language = self.languages[max(allowed, key=lambda i: probs[i])]
         prob = float(probs[self.languages.index(language)])
         logits, past = self._step([self.lang_id[language], self.task_ids[task],
                                    self.no_timestamps], past, cross)

@@ -173,21 +173,27 @@ class InferenceClient:
                             priority=priority, timeout_s=timeout_s)
 
     def transcribe_stream(self, audio: np.ndarray, *, task: str = "transcribe",
-                          language: str | None = None, priority: int = P.PRIORITY_INTERACTIVE,
+                          language: str | list[str] | None = None,
+                          priority: int = P.PRIORITY_INTERACTIVE,
                           timeout_s: float = 60.0) -> Stream:
         """The text so far after each token of 16 kHz mono float32 audio; then `.result`.
 
         `.result` is {"text": str, "language": code or None, "language_prob": float or
-        None}: the language detected (or the one forced with `language`, e.g. "zh") and
-        the model's probability of it. `task="translate"` gives English text. Audio of
+        None}: the language detected (or the one forced with `language`, e.g. "zh"; a list
+        of codes detects among those only) and the model's probability of it. `task="translate"` gives English text. Audio of
         any length (longer than 30 s is transcribed window by window); under 0.1 s, or
         silence, gives "". NaN/inf samples or an unknown task raise BadInput here; a
         language the model lacks raises BadInput from the worker.
         """
         if task not in ("transcribe", "translate"):
             raise BadInput(f"ASR task {task!r} is not one of transcribe, translate")
-        if language is not None and not isinstance(language, str):
-            raise BadInput(f"language must be a code such as 'en' or None, not {language!r}")
+        if isinstance(language, (list, tuple)):
+            language = list(language)
+            if not language or not all(isinstance(c, str) for c in language):
+                raise BadInput(f"languages to choose from must be codes such as 'en', not {language!r}")
+        elif language is not None and not isinstance(language, str):
+            raise BadInput(f"language must be a code such as 'en', a list of codes, or None, "
+                           f"not {language!r}")
         samples = _f32(audio)
         bad = int(np.count_nonzero(~np.isfinite(samples)))
         if bad:
