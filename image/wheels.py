@@ -69,6 +69,23 @@ def fits(tags: WheelTags, python_abi: str, board_platform: str) -> str | None:
     return None
 
 
+def compatible_platforms(board_platform: str) -> list[str]:
+    """Every platform tag a wheel for the board may carry, newest glibc first.
+
+    pip's `--platform` matches a tag exactly: given only manylinux_2_36_aarch64 it finds no
+    numpy, whose aarch64 wheels say manylinux_2_28. This is the list pip itself would
+    accept on the board, for `pip download` to be given in full.
+    """
+    m = _MANYLINUX.match(board_platform)
+    if not m:
+        return [board_platform]
+    major, minor, arch = int(m.group(1)), int(m.group(2)), m.group(3)
+    tags = [f"manylinux_{major}_{y}_{arch}" for y in range(minor, 16, -1)]
+    tags += [legacy + "_" + arch for legacy, glibc in _LEGACY.items()
+             if glibc <= (major, minor) and (arch in ("x86_64", "i686") or legacy == "manylinux2014")]
+    return tags + [f"linux_{arch}"]
+
+
 def check_dir(wheels: list[Path], python_abi: str, platform: str) -> list[str]:
     """Problems with a set of wheels for the board (empty when they all fit)."""
     problems, names = [], set()
@@ -101,6 +118,18 @@ def _pip(args: list[str], what: str) -> None:
         raise FlashError(f"{what} failed: {' '.join(cmd)}\n  {tail}")
 
 
+def download_args(python_abi: str, platform: str, dest: Path) -> list[str]:
+    """`pip download` arguments for wheels that install on the board (any compatible tag)."""
+    version = python_abi[2] + "." + python_abi[3:]
+    args = ["download", "-q", "--only-binary=:all:", "--python-version", version,
+            "--implementation", "cp", "-d", str(dest)]
+    for tag in compatible_platforms(platform):
+        args += ["--platform", tag]
+    for abi in (python_abi, "abi3", "none"):
+        args += ["--abi", abi]
+    return args
+
+
 def fetch(repo: Path, dest: Path, python_abi: str, platform: str) -> list[Path]:
     """Build the firmware wheel and cross-download its dependencies for the board (networked)."""
     dest.mkdir(parents=True, exist_ok=True)
@@ -109,8 +138,6 @@ def fetch(repo: Path, dest: Path, python_abi: str, platform: str) -> list[Path]:
     firmware = sorted(dest.glob(f"{FIRMWARE}-*.whl"))
     if not firmware:
         raise FlashError(f"pip wheel made no {FIRMWARE} wheel in {dest}")
-    version = python_abi[2] + "." + python_abi[3:]
-    _pip(["download", "-q", "--only-binary=:all:", "--platform", platform, "--python-version",
-          version, "--implementation", "cp", "--abi", python_abi, "-d", str(dest), str(firmware[-1])],
+    _pip(download_args(python_abi, platform, dest) + [str(firmware[-1])],
          f"downloading dependencies for {platform} / {python_abi} from the package index")
     return sorted(dest.glob("*.whl"))

@@ -7,6 +7,8 @@ lsblk and findmnt are replaced through PATH by tests/flash_fakes/.
 """
 
 import hashlib
+import re
+import sys
 import json
 import os
 import shutil
@@ -604,3 +606,22 @@ def test_shellcheck_clean(tmp_path):
     r = subprocess.run(["shellcheck", str(FLASH), str(firstboot), *map(str, FAKES.iterdir())],
                        capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r.stdout
+
+
+def test_cross_download_takes_every_compatible_manylinux_tag(tmp_path):
+    """pip matches --platform exactly: the board's glibc tag alone finds no numpy (its aarch64
+    wheels say manylinux_2_28 or 2014). With every compatible tag it does, when the package
+    index is reachable; without it the test says so and skips."""
+    from image.wheels import compatible_platforms, download_args, fits, parse
+    tags = compatible_platforms("manylinux_2_36_aarch64")
+    assert {"manylinux_2_28_aarch64", "manylinux_2_17_aarch64", "manylinux2014_aarch64"} <= set(tags)
+    assert not any("x86_64" in t for t in tags)
+    r = subprocess.run([sys.executable, "-m", "pip", *download_args("cp311", "manylinux_2_36_aarch64",
+                                                                    tmp_path), "--no-deps", "numpy"],
+                       capture_output=True, text=True, timeout=300)
+    if r.returncode != 0 and re.search(r"connection|resolve|network|timed out|unreachable",
+                                       r.stderr, re.I):
+        pytest.skip(f"the package index is not reachable from here: {r.stderr.strip()[-200:]}")
+    assert r.returncode == 0, r.stderr
+    (wheel,) = tmp_path.glob("numpy-*.whl")
+    assert "aarch64" in wheel.name and fits(parse(wheel.name), "cp311", "manylinux_2_36_aarch64") is None
