@@ -92,8 +92,11 @@ class Firmware:
             from .worker import InferenceClient
             self.model_worker = InferenceClient(models_dir, threads=config.inference.threads,
                                                 preload=("llm", "asr"))
-            self.voice_worker = InferenceClient(models_dir, threads=1,
-                                                preload=("wake", "vad", "grammar", "tts"))
+            # One thread keeps standby listening cheap; the voice gets the board's threads,
+            # since the first spoken words wait on it (Piper: 250 ms on one, 150 on two).
+            self.voice_worker = InferenceClient(
+                models_dir, threads=1, preload=("wake", "vad", "grammar", "tts"),
+                role_options={"tts": {"threads": config.inference.threads}})
 
         # The board and the plumbing every service shares.
         self.events = EventBus()
@@ -225,6 +228,8 @@ class Firmware:
                 self.events.emit("worker", f"{name} ready")
             except GlassesError as e:
                 self.events.emit("fault", f"{name} worker {e}")
+        if self.model_worker is not None and self.model_worker.state == "ready":
+            spawn(self.conversation.warm_up(), name="llm-warm-up")
 
     def stop(self, reason: str) -> None:
         if not self.stopping.is_set():

@@ -79,6 +79,8 @@ async def _turn(fw, audio: np.ndarray, voiced_end_s: float) -> dict:
         "recognize": t.get("recognize_ms", 0.0),
         "llm_first_token": t.get("llm_first_token_ms"),
         "tts_first_chunk": a.speech.first_synth_ms,
+        "speculation_used": a.recognizer.speculation_used,
+        "speculation_wasted": a.recognizer.speculation_wasted,
     }
     while a.turn is not None and not a.turn.done():
         await asyncio.sleep(0.05)

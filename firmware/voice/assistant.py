@@ -217,6 +217,7 @@ class Assistant:
 
     async def respond(self, intent) -> str:
         """Act on an intent (or a recognition failure) and queue the spoken reply."""
+        self.conversation.timing = self.last_timing     # its first token lands in this turn's
         try:
             if isinstance(intent, Exception):
                 raise intent
@@ -234,8 +235,6 @@ class Assistant:
             reply = f"Sorry, {e}"
             self.events.emit("assistant", f"failed: {e}")
             await self.speech.say("Sorry, that did not work.")
-        self.last_timing.update(self.conversation.timing)
-        self.conversation.timing = {}
         return reply
 
     async def close(self) -> None:

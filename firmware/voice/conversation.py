@@ -14,6 +14,7 @@ from drivers.errors import GlassesError
 
 from ..ports import EventSink, LanguageModels, ModeGate, Speaks
 from ..worker.errors import RequestCancelled
+from ..worker.protocol import PRIORITY_BACKGROUND
 from .intents import LANGUAGES, Intent
 
 log = logging.getLogger("glasses.voice")
@@ -49,6 +50,17 @@ class Conversation:
         if not self.modes.policy.llm and self._stream is not None:
             log.info("answer cancelled: no LLM in %s mode", new)
             self.cancel()
+
+    async def warm_up(self) -> None:
+        """Prefill the English system prompt once, so the first question reuses its cache."""
+        if self.models is None or not self.modes.policy.llm:
+            return
+        system = SYSTEM_PROMPT.format(language=LANGUAGES["en"])
+        try:
+            await self.models.generate("Hello", system=system, max_tokens=1,
+                                       priority=PRIORITY_BACKGROUND).wait()
+        except GlassesError as e:
+            log.info("LLM warm-up skipped: %s", e)
 
     def cancel(self) -> None:
         if self._stream is not None:

@@ -29,7 +29,8 @@ KIND_ROLE = {"generate": "llm", "transcribe": "asr", "vad": "vad", "wake": "wake
 
 
 class Roles:
-    """`options` maps a role to keyword arguments of its class, e.g. {"wake": {"words": [..]}}.
+    """`options` maps a role to keyword arguments of its class, e.g. {"wake": {"words": [..]}};
+    a role's "threads" there overrides the worker's (the voice worker's TTS wants two).
 
     The main compute thread loads the heavy roles and the light one loads VAD and wake
     word (see process.py), so two threads never load the same role.
@@ -52,7 +53,9 @@ class Roles:
                     raise
                 self.loaded[role] = EspeakTts()  # no voice installed: espeak-ng speaks
                 return self.loaded[role]
-            self.loaded[role] = ROLE_CLASSES[role](files, self.threads, **self.options.get(role, {}))
+            options = dict(self.options.get(role, {}))
+            threads = int(options.pop("threads", self.threads))   # a role may want more
+            self.loaded[role] = ROLE_CLASSES[role](files, threads, **options)
         return self.loaded[role]
 
     def serve(self, req: P.Request, should_stop):
