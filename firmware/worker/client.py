@@ -5,6 +5,7 @@
     async for piece in client.generate("What time is it?", system="Be brief."):
         ...
     heard = await client.transcribe(audio_16k_float32)   # {"text", "language", "language_prob"}
+    voice = await client.embed_speaker(audio_16k_float32)  # float32 [256], unit norm
     await client.stop()
 
 Streaming audio roles: `await client.vad(chunk)` and `await client.wake(chunk)` take
@@ -243,6 +244,24 @@ class InferenceClient:
         r = await self.request("tts", {"text": text}, priority=P.PRIORITY_INTERACTIVE,
                                timeout_s=timeout_s).wait()
         return P.fetch(P.TensorRef.from_json(r["audio"]), unlink=True), int(r["rate_hz"])
+
+    async def embed_speaker(self, audio: np.ndarray, timeout_s: float = 30.0, *,
+                            priority: int = P.PRIORITY_BACKGROUND) -> np.ndarray:
+        """The voice of one speaker's 16 kHz mono utterance: float32 [256], unit norm.
+
+        Utterances of one voice give nearby embeddings; compare them by dot product (cosine
+        similarity; firmware/meeting/speakers.py groups them). Background priority by
+        default: meeting notes wait for the assistant. NaN/inf samples raise BadInput here,
+        less than 0.5 s of speech raises BadInput from the worker.
+        """
+        samples = _f32(audio)
+        bad = int(np.count_nonzero(~np.isfinite(samples)))
+        if bad:
+            raise BadInput(f"audio has {bad} NaN or infinite samples of {len(samples)}; "
+                           "refusing to embed it")
+        r = await self.request("embed_speaker", {}, {"audio": samples}, priority=priority,
+                               timeout_s=timeout_s).wait()
+        return np.asarray(r["embedding"], np.float32)
 
     async def ocr(self, image_rgb: np.ndarray, timeout_s: float = 30.0) -> list[dict]:
         r = await self.request("ocr", arrays={"image": np.asarray(image_rgb, np.uint8)},

@@ -41,8 +41,10 @@ class RemoteError(WorkerError):
 
 def from_worker(kind: str, message: str) -> Exception:
     """The client-side exception for an `error` message from the worker."""
+    from models.manifest import ModelNotInstalled
     from models.verify import ModelCorrupt, ModelMissing
     known = {"ModelMissing": ModelMissing, "ModelCorrupt": ModelCorrupt,
-             "DeadlineExceeded": DeadlineExceeded, "BadInput": BadInput}
+             "ModelNotInstalled": ModelNotInstalled, "DeadlineExceeded": DeadlineExceeded,
+             "BadInput": BadInput}
     cls = known.get(kind)
     return cls(message) if cls else RemoteError(kind, message)

@@ -26,7 +26,8 @@ PRIORITY_INTERACTIVE = 0
 PRIORITY_NORMAL = 1
 PRIORITY_BACKGROUND = 2
 
-KINDS = ("ping", "generate", "transcribe", "vad", "wake", "grammar", "tts", "ocr")
+KINDS = ("ping", "generate", "transcribe", "vad", "wake", "grammar", "tts", "ocr",
+         "embed_speaker")
 CLIENT_OPS = ("request", "cancel", "stop")
 WORKER_OPS = ("ready", "hb", "item", "done", "error", "cancelled")
 _DTYPES = ("float32", "int16", "uint8", "int64")

@@ -18,14 +18,15 @@ from .asr import Asr
 from .grammar import Grammar
 from .llm import Llm
 from .ocr import Ocr
+from .speaker import Speaker
 from .tts import EspeakTts, Tts
 from .vad import Vad
 from .wake import Wake
 
 ROLE_CLASSES = {"vad": Vad, "wake": Wake, "grammar": Grammar, "asr": Asr, "llm": Llm,
-                "tts": Tts, "ocr": Ocr}
+                "tts": Tts, "ocr": Ocr, "speaker": Speaker}
 KIND_ROLE = {"generate": "llm", "transcribe": "asr", "vad": "vad", "wake": "wake",
-             "grammar": "grammar", "tts": "tts", "ocr": "ocr"}
+             "grammar": "grammar", "tts": "tts", "ocr": "ocr", "embed_speaker": "speaker"}
 
 
 class Roles:
@@ -96,6 +97,9 @@ class Roles:
             yield "result", {"audio": ref.to_json(), "rate_hz": rate}
         elif req.kind == "ocr":
             yield "result", {"lines": role.read(tensors["image"])}
+        elif req.kind == "embed_speaker":
+            # 256 floats: JSON carries float32 values exactly (through float64).
+            yield "result", {"embedding": role.embed(tensors["audio"]).tolist()}
 
 
 def _items(stream):
