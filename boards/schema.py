@@ -121,6 +121,12 @@ class CameraSpec:
     fps: int = 30
     overlay: str = ""
     required: bool = True
+    video_codec: str = "h264"        # videos are H.264 in MP4, what phones, browsers and editors play
+    video_encoder: str = "software"  # hardware: the SoC's H.264 block (CM4); software: libx264 (CM5 has none)
+
+
+VIDEO_CODECS = ("h264",)
+VIDEO_ENCODERS = ("hardware", "software")
 
 
 @dataclass(frozen=True)
@@ -227,6 +233,11 @@ def _check(board: Board, file: str) -> None:
                       ("video_size", board.camera.video_size)):
         if min(size) <= 0:
             raise ConfigError(f"{file}: 'camera.{key}' must be positive, got {list(size)}")
+    for key, value, allowed in (("video_codec", board.camera.video_codec, VIDEO_CODECS),
+                                ("video_encoder", board.camera.video_encoder, VIDEO_ENCODERS)):
+        if value not in allowed:
+            raise ConfigError(f"{file}: 'camera.{key}' must be one of "
+                              f"{', '.join(map(repr, allowed))}, got {value!r}")
     if board.audio.channels not in (1, 2):
         raise ConfigError(f"{file}: 'audio.channels' must be 1 or 2, got {board.audio.channels}")
 

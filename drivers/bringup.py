@@ -61,18 +61,54 @@ def _open_real(config, data_dir: Path, clock) -> Endpoints:
         raise BusError(2, f"PortAudio is missing ({e}); install libportaudio2") from e
     device = _find_sound_card(sd, config.audio.card)
     from picamera2 import Picamera2
-    from picamera2.encoders import MJPEGEncoder
+    encoder_factory = _video_encoder_factory(config)
     return Endpoints(
         i2c_bus=bus, i2c_name=f"i2c-{config.i2c.bus}", pin_factory=factory,
         mic_stream_factory=functools.partial(sd.InputStream, device=device),
         speaker_stream_factory=functools.partial(sd.OutputStream, device=device),
         picam=Picamera2(0 if config.camera.port == "cam0" else 1),
-        encoder_factory=MJPEGEncoder,  # same .mjpeg files as the sim; the Pi 5 has no H.264 block
+        encoder_factory=encoder_factory,
         thermal_path=Path(config.thermal.zone_path),
         soc=Soc(governor_paths=sorted(Path("/sys/devices/system/cpu").glob("cpu[0-9]*/cpufreq/scaling_governor")),
                 rtc_wakealarm="/sys/class/rtc/rtc0/wakealarm"),
         closers=[bus.close],
     )
+
+
+def _video_encoder_factory(config):
+    """picamera2's H.264 encoder the board file names, writing MP4 through PyavOutput.
+
+    picamera2.encoders.H264Encoder is the V4L2 one when the SoC has an H.264 block
+    (bcm2835-codec-encode at /dev/video11: Pi 4 / CM4) and LibavH264Encoder (libx264 in
+    software) when it has none (Pi 5 / CM5). The board file says which it expects, so a
+    board file that asks for a block the SoC lacks is an error here, not a slow surprise.
+    """
+    cam = config.camera
+    try:
+        import picamera2.encoders as encoders
+        from picamera2.encoders.h264_encoder import H264Encoder as V4L2H264Encoder
+        from picamera2.outputs import PyavOutput
+    except ImportError as e:
+        raise BusError(2, f"picamera2's video support is missing ({e}); install python3-picamera2 "
+                       "and python3-av (apt)") from e
+    if cam.video_encoder == "hardware":
+        if encoders.H264Encoder is not V4L2H264Encoder:
+            raise ConfigError(f"{config.path}: 'camera.video_encoder' is \"hardware\" but this SoC "
+                              "has no H.264 encoder (no bcm2835-codec-encode at /dev/video11; the "
+                              "Pi 5 and CM5 have none); set it to \"software\"")
+        encoder_class = V4L2H264Encoder
+    else:
+        encoder_class = encoders.LibavH264Encoder
+    # One keyframe a second, so a player can seek; the rate is what the camera streams.
+    make_encoder = functools.partial(encoder_class, framerate=cam.fps, iperiod=cam.fps)
+    # The temp file's name ends in .part, so the container is named, not guessed.
+    make_output = functools.partial(PyavOutput, format="mp4")
+    return functools.partial(_h264_mp4, make_encoder, make_output)
+
+
+def _h264_mp4(make_encoder, make_output, path: str):
+    """A fresh (encoder, output) pair per video, the output bound to that video's temp file."""
+    return make_encoder(), make_output(path)
 
 
 def _find_sound_card(sd, card: str) -> int:

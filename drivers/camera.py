@@ -4,6 +4,8 @@ It talks to a Picamera2-shaped object (picamera2 on boards, SimPicamera2 on the 
 never imports picamera2, so it runs and is tested anywhere. Every call into the camera
 goes through `Camera._call`, which enforces a deadline and translates native errors in
 one place; a failed camera is restarted by the next call, so a cleared fault recovers.
+Videos are H.264 in MP4: bring-up hands in the encoder factory that makes them, and a
+video is renamed into place only once it is a whole MP4 (its index written).
 """
 
 import contextlib
@@ -19,6 +21,7 @@ import numpy as np
 from drivers.atomic import fsync_dir, write_atomic
 from drivers.clock import Clock
 from drivers.errors import BusError, ConfigError, DeviceError, DeviceTimeout, GlassesError
+from drivers.mp4 import mp4_media_bytes
 from drivers.waits import held, joined
 
 log = logging.getLogger(__name__)
@@ -101,7 +104,10 @@ def looks_like_noise(luma: np.ndarray) -> bool:
 class Camera:
     """Camera Module 3 (IMX708) through a Picamera2-shaped `picam`; thread-safe, every wait bounded.
 
-    Raises DeviceError / BusError / DeviceTimeout (all GlassesError) naming the camera.
+    `encoder_factory(path)` returns the (encoder, output) pair that `picam.start_encoder`
+    takes, writing H.264 in an MP4 container to `path` (drivers/bringup.py builds it from
+    the board file). Raises DeviceError / BusError / DeviceTimeout (all GlassesError)
+    naming the camera.
     """
 
     def __init__(self, picam, encoder_factory, still_size=(4608, 2592), lores_size=(640, 360),
@@ -230,8 +236,8 @@ class Camera:
             kwargs = {"buffer_count": 2, "controls": {"FrameDurationLimits": (frame_us, 100_000)}}
         else:
             create = picam.create_video_configuration
-            # RGB888 rather than YUV420: both encoders take it, and picamera2 can only make a
-            # JPEG (a still taken while recording) from an RGB stream.
+            # RGB888 rather than YUV420: the H.264 encoders (V4L2 and libav) take it, and
+            # picamera2 can only make a JPEG (a still taken while recording) from an RGB stream.
             main = {"size": self._video_size, "format": "RGB888"}
             kwargs = {"buffer_count": 6, "controls": {"FrameDurationLimits": (frame_us, frame_us)}}
         config = self._call(f"create {use_case} configuration", create, main=main, lores=lores,
@@ -367,10 +373,14 @@ class Camera:
             rec = _Recording(path, path.with_name(f".{path.name}.part"), max_duration_s,
                              threading.Event())
             self._reconfigure("video")
-            encoder = self._encoder_factory()
-            self._video = rec  # before start_encoder, so a failure still cleans up the temp file
-            self._call("start encoder", self._picam.start_encoder, encoder, str(rec.tmp_path),
-                       timeout_s=self._start_timeout_s)
+            try:
+                encoder, output = self._encoder_factory(str(rec.tmp_path))
+                self._call("start encoder", self._picam.start_encoder, encoder, output,
+                           timeout_s=self._start_timeout_s)
+            except BaseException as exc:
+                self._abandon_video(rec, exc)
+                raise
+            self._video = rec
             self._set_state("recording", f"video to {path}, at most {max_duration_s:g} s")
             rec.timer = threading.Thread(target=self._video_timer, args=(rec,),
                                          name=f"{self._name}-video-timer", daemon=True)
@@ -401,23 +411,50 @@ class Camera:
     def _finish_video(self, reason: str, restart: bool) -> Path:
         rec, self._video = self._video, None
         rec.stop.set()
+        self._last_video = None
+        stop_error = None
         try:
             self._call("stop encoder", self._picam.stop_encoder, timeout_s=self._start_timeout_s)
+        except BaseException as exc:
+            stop_error = exc
+            raise
         finally:
-            # Even if the encoder did not stop cleanly, the frames it wrote are kept.
-            self._commit_video(rec)
-            self._last_video = rec.path
-            if self.on_video_stopped is not None:
-                self.on_video_stopped(rec.path, reason)
+            # Even if the encoder did not stop cleanly, a finished file is kept; an
+            # unfinished one is removed, with the encoder's error in the message.
+            try:
+                self._commit_video(rec, stop_error)
+                self._last_video = rec.path
+            finally:
+                if self.on_video_stopped is not None:
+                    self.on_video_stopped(rec.path, reason)
         if restart:
             self._reconfigure("still")
             self._set_state("streaming", f"video ended: {reason}")
         return rec.path
 
-    def _commit_video(self, rec: _Recording) -> None:
+    def _abandon_video(self, rec: _Recording, exc: BaseException) -> None:
+        """A video that did not start: no encoder left running, no temp file, camera restarted next call."""
+        try:
+            self._call("stop encoder", self._picam.stop_encoder, timeout_s=self._start_timeout_s)
+        except Exception as stop_exc:  # it may never have started; the start's error is the one to report
+            log.warning("%s: stopping a half-started encoder: %s", self._name, stop_exc)
+        rec.tmp_path.unlink(missing_ok=True)
+        if self._state != "closed":
+            # Still in the video configuration: the next call restarts the camera for stills.
+            self._set_state("failed", f"video did not start: {exc}")
+
+    def _commit_video(self, rec: _Recording, stop_error: BaseException | None = None) -> None:
         tmp = rec.tmp_path
-        if not tmp.exists() or tmp.stat().st_size == 0:
+        size = tmp.stat().st_size if tmp.exists() else 0
+        media = mp4_media_bytes(tmp) if size else 0
+        if not media:
             tmp.unlink(missing_ok=True)
+            if media is None:
+                # Not playable (no index): under the final name it would be a broken video.
+                said = f" ({stop_error})" if stop_error is not None else ""
+                raise DeviceError(f"{self._name} ({self._model}): the encoder stopped without "
+                                  f"finishing {rec.path} ({size} bytes, no MP4 index){said}, so "
+                                  f"nothing was saved; {_HINT}")
             raise DeviceError(f"{self._name} ({self._model}): the encoder wrote no frames for "
                               f"{rec.path}; {_HINT}")
         fd = os.open(tmp, os.O_RDONLY)

@@ -21,6 +21,7 @@ from .blocking import Blocking
 from .capture.capture import Capture, CaptureSettings
 from .events import EventBus, LogTail
 from .meeting.recorder import Recorder
+from .meeting.transcriber import Transcriber
 from .power import modes as m
 from .power.conditions import Conditions, ModeScheduler, Thresholds
 from .power.energy import Activity, EnergyMeter
@@ -31,8 +32,10 @@ from .voice.assistant import Assistant
 from .voice.conversation import Conversation
 from .voice.cues import Cues
 from .voice.hub import AudioHub
+from .voice.reading import Reader
 from .voice.router import Router
 from .voice.speech import SpeechOut
+from .voice.translator import Translator
 
 log = logging.getLogger("glasses")
 
@@ -129,12 +132,20 @@ class Firmware:
 
         # The assistant: the router serves voice intents and console commands alike.
         self.conversation = Conversation(self.model_worker, self.speech, self.modes, self.events)
+        self.translator = Translator(self.model_worker, self.speech, self.modes, self.events)
+        self.reader = Reader(self.capture, self.model_worker, self.translator, self.blocking)
         self.router = Router(self.capture, self.recorder, board.speaker, self.conversation, clock,
-                             self.fresh_conditions, self.data_dir)
+                             self.fresh_conditions, self.data_dir, translator=self.translator,
+                             reader=self.reader)
         self.assistant = Assistant(self.hub, self.voice_worker, self.model_worker, self.arbiter,
                                    self.modes, clock, self.events, self.speech, self.cues,
                                    self.router, self.conversation, self.blocking, self.data_dir,
-                                   touch=self.scheduler.touch, asr_confirms=_asr_is_real(models_dir))
+                                   touch=self.scheduler.touch, asr_confirms=_asr_is_real(models_dir),
+                                   translator=self.translator)
+        # Meeting notes: transcripts and summaries in the background, behind the assistant.
+        self.transcriber = Transcriber(self.model_worker, self.modes, self.assistant.loop, clock,
+                                       self.events, self.blocking, self.data_dir,
+                                       recording=lambda: self.recorder.dir)
 
         # Before a halt, every file is closed: the meeting first when the battery dies.
         self.power.add_power_down_step("recording", self._stop_recording_if_critical)
@@ -230,6 +241,7 @@ class Firmware:
                 self.events.emit("fault", f"{name} worker {e}")
         if self.model_worker is not None and self.model_worker.state == "ready":
             spawn(self.conversation.warm_up(), name="llm-warm-up")
+        self.transcriber.start()      # resumes any meeting a power cut left unfinished
 
     def stop(self, reason: str) -> None:
         if not self.stopping.is_set():
@@ -238,6 +250,7 @@ class Firmware:
             self.stopping.set()
 
     async def shutdown(self) -> None:
+        await self.transcriber.close()
         await self.assistant.close()
         await self.hub.close()
         await self.capture.close_all("shutting down")

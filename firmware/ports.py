@@ -19,7 +19,9 @@ Who implements each port:
 | Speaker | drivers.speaker.Speaker |
 | Speaks | voice.speech.SpeechOut |
 | Earcons | voice.cues.Cues |
-| VoiceModels, LanguageModels | worker.client.InferenceClient (voice and model workers) |
+| Frames | capture.capture.Capture |
+| TextModels | worker.client.InferenceClient (the model worker) |
+| VoiceModels, LanguageModels, MeetingModels | worker.client.InferenceClient (voice and model workers) |
 """
 
 from pathlib import Path
@@ -159,6 +161,35 @@ class LanguageModels(Protocol):
     async def transcribe(self, audio: np.ndarray, *, task: str = "transcribe",
                          language: str | None = None, **kw) -> dict:
         """{"text", "language", "language_prob"}; task "translate" gives English."""
+
+
+class MeetingModels(LanguageModels, Protocol):
+    """The model worker as meeting notes use it: the ASR and LLM, plus voice activity
+    (its own VAD stream, apart from the voice worker's listener) and speaker voices."""
+
+    async def vad(self, audio: np.ndarray, timeout_s: float = ..., *, reset: bool = False) -> np.ndarray: ...
+    def transcribe_stream(self, audio: np.ndarray, *, task: str = "transcribe",
+                          language: str | list[str] | None = None, priority: int = ...,
+                          timeout_s: float = ...) -> Stream: ...
+    async def embed_speaker(self, audio: np.ndarray, timeout_s: float = ..., *,
+                            priority: int = ...) -> np.ndarray:
+        """float32 [256], unit norm; BadInput under 0.5 s of speech."""
+
+
+class Frames(Protocol):
+    """Frames to read text in (capture.Capture): through the interlocked camera, never saved."""
+
+    async def lores_frame(self) -> np.ndarray: ...
+    async def still_jpeg(self) -> bytes: ...
+
+
+class TextModels(Protocol):
+    """The model worker's OCR role (PP-OCR)."""
+
+    state: str
+
+    async def ocr(self, image_rgb: np.ndarray, timeout_s: float = ...) -> list[dict]:
+        """[{"text", "score", "box": 4 [x, y] corners}] in image pixels."""
 
 
 Touch = Callable[[], None]            # "the user did something": restarts idle timeouts

@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 
 # libportaudio2: sounddevice; espeak-ng + sox: speech for the sim microphones;
 # python3-venv: the virtual environment on Debian's Python.
-APT_PACKAGES=(python3-venv libportaudio2 espeak-ng sox fdisk mtools dosfstools e2fsprogs xz-utils curl shellcheck bmap-tools)
+APT_PACKAGES=(python3-venv libportaudio2 espeak-ng sox fdisk mtools dosfstools e2fsprogs xz-utils curl shellcheck bmap-tools ffmpeg)  # ffmpeg: the sim's H.264/MP4 videos
 
 missing=()
 for p in "${APT_PACKAGES[@]}"; do

@@ -50,6 +50,18 @@ class RunningFirmware:
                 self.proc.kill()
             self.log.close()
 
+    def events_until(self, predicate, timeout_s: float = 40.0, seen: list | None = None) -> list[str]:
+        """Poll the console until an EVT line satisfies `predicate`; every event seen so far
+        (pass `seen` back in to go on from there)."""
+        seen = [] if seen is None else seen
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            seen += self.cmd("version").events
+            if any(predicate(e) for e in seen):
+                return seen
+            time.sleep(0.2)
+        raise AssertionError(f"no matching event in {seen[-30:]}")
+
     def output(self) -> str:
         return Path(self.log.name).read_text()
 

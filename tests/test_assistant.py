@@ -28,18 +28,6 @@ def assistant_fw(tmp_path, test_models):
     fw.stop()
 
 
-def wait_event(fw, predicate, timeout_s=20.0, seen=None):
-    """Poll the console until an EVT line satisfies `predicate`; returns all events seen."""
-    seen = [] if seen is None else seen
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        seen += fw.cmd("version").events
-        if any(predicate(e) for e in seen):
-            return seen
-        time.sleep(0.2)
-    raise AssertionError(f"no matching event in {seen}")
-
-
 def speaker_files(fw):
     return [line for line in fw.cmd("sim speaker").lines if line.endswith(" s")]
 
@@ -47,9 +35,9 @@ def speaker_files(fw):
 def test_wake_word_then_take_a_photo(assistant_fw):
     fw = assistant_fw
     assert fw.cmd("sim say hey jarvis").ok
-    events = wait_event(fw, lambda e: e.startswith("assistant listening (wake word)"))
+    events = fw.events_until(lambda e: e.startswith("assistant listening (wake word)"))
     assert fw.cmd("sim say take a photo").ok
-    events = wait_event(fw, lambda e: e == "speak Photo taken.", seen=events)
+    events = fw.events_until(lambda e: e == "speak Photo taken.", seen=events)
     assert any(e.startswith("assistant command photo") for e in events)
     assert any(e.startswith("mode CAPTURE") for e in events)          # through the interlock
     photos = list((fw.data_dir / "photos").glob("*.jpg"))
@@ -64,9 +52,9 @@ def test_whats_the_battery_speaks_the_gauge(assistant_fw):
     fw = assistant_fw
     assert fw.cmd("sim battery 63").ok
     assert fw.cmd("sim button action click").ok                      # tap to talk
-    events = wait_event(fw, lambda e: e.startswith("assistant listening (button)"))
+    events = fw.events_until(lambda e: e.startswith("assistant listening (button)"))
     assert fw.cmd("sim say what's the battery").ok
-    wait_event(fw, lambda e: e == "speak Battery is 63 percent.", seen=events)
+    fw.events_until(lambda e: e == "speak Battery is 63 percent.", seen=events)
     assert fw.cmd("ask what's the battery").lines == ["Battery is 63 percent."]
 
 
@@ -75,7 +63,7 @@ def test_open_question_goes_through_the_llm_and_speaks(assistant_fw):
     before = len(speaker_files(fw))
     reply = fw.cmd("ask why is the sky blue")
     assert reply.ok and reply.lines
-    events = wait_event(fw, lambda e: e.startswith("assistant answered"))
+    events = fw.events_until(lambda e: e.startswith("assistant answered"))
     assert any(e.startswith("speak ") for e in events)
     deadline = time.monotonic() + 15
     while len(speaker_files(fw)) <= before and time.monotonic() < deadline:
@@ -88,12 +76,12 @@ def test_action_button_interrupts_an_answer_and_listens(assistant_fw):
     reply = fw.cmd("ask why is the sky blue")                         # returns while speaking
     assert reply.ok
     assert fw.cmd("sim button action click").ok
-    events = wait_event(fw, lambda e: e.startswith("assistant listening (button)"))
+    events = fw.events_until(lambda e: e.startswith("assistant listening (button)"))
     status = fw.cmd("status --json").json()
     assert status["mode"] == "INTERACTIVE"
     # The interrupted answer was cut short: its WAV is shorter than the same answer whole.
     fw.cmd("sim say nothing")                       # let the listening turn end
-    wait_event(fw, lambda e: e.startswith("assistant heard") or e == "assistant heard nothing",
+    fw.events_until(lambda e: e.startswith("assistant heard") or e == "assistant heard nothing",
                timeout_s=30, seen=events)
 
 
@@ -111,11 +99,11 @@ def test_speech_not_addressed_to_the_glasses_does_nothing(assistant_fw):
 def test_push_to_talk(assistant_fw):
     fw = assistant_fw
     assert fw.cmd("sim button action press").ok
-    events = wait_event(fw, lambda e: e.startswith("assistant listening (push-to-talk)"))
+    events = fw.events_until(lambda e: e.startswith("assistant listening (push-to-talk)"))
     assert fw.cmd("sim say louder").ok
     time.sleep(2.5)
     assert fw.cmd("sim button action release").ok
-    wait_event(fw, lambda e: e.startswith("speak Volume 90 percent"), seen=events)
+    fw.events_until(lambda e: e.startswith("speak Volume 90 percent"), seen=events)
 
 
 def test_intents_match_everyday_phrases():
@@ -178,9 +166,9 @@ def test_hot_glasses_still_act_on_commands_but_the_llm_stays_off(assistant_fw):
     assert fw.cmd("status --json").json()["mode"] == "HOT"
     reply = fw.cmd("ask why is the sky blue")
     assert reply.ok and "the glasses are too hot" in " ".join(reply.lines)
-    events = wait_event(fw, lambda e: e.startswith("speak I can't answer questions right now"))
+    events = fw.events_until(lambda e: e.startswith("speak I can't answer questions right now"))
     assert fw.cmd("ask what's the battery").lines[0].startswith("Battery is")
-    events = wait_event(fw, lambda e: e.startswith("speak Battery is"), seen=events)
+    events = fw.events_until(lambda e: e.startswith("speak Battery is"), seen=events)
     assert not any(e.startswith("assistant answered") for e in events)   # no generation ran
     assert fw.cmd("sim temp 30").ok
     assert fw.cmd("status --json").json()["mode"] == "STANDBY"

@@ -17,6 +17,7 @@ from drivers.interlock import InterlockedCamera, InterlockError
 from drivers.leds import PrivacyLED
 from drivers.sim.camera import Scene, SimPicamera2, sim_encoder_factory
 from drivers.sim.gpio import SimGPIO
+from tests.test_camera import assert_playable_mp4, ffmpeg_children
 
 SIM = boards.load("sim")
 SMALL = {"still_size": (640, 480), "lores_size": (160, 120), "video_size": (320, 240)}
@@ -104,7 +105,7 @@ def broken_ops(cam, tmp_path):
         "capture_jpeg": cam.capture_jpeg,
         "capture_lores": cam.capture_lores,
         "save_photo": lambda: cam.save_photo(tmp_path / "p.jpg"),
-        "start_video": lambda: cam.start_video(tmp_path / "v.mjpeg", max_duration_s=5),
+        "start_video": lambda: cam.start_video(tmp_path / "v.mp4", max_duration_s=5),
         "probe": cam.probe,
     }
 
@@ -154,7 +155,7 @@ def test_readback_lost_mid_stream_stops_the_stream_at_once(rig):
 def test_readback_lost_mid_video_stops_it_and_keeps_what_was_lit(rig, tmp_path):
     stopped = []
     rig.cam.on_video_stopped = lambda path, reason: stopped.append((path, reason))
-    path = tmp_path / "v.mjpeg"
+    path = tmp_path / "v.mp4"
     rig.cam.start_video(path, max_duration_s=60)
     assert rig.cam.recording
     time.sleep(0.3)
@@ -162,8 +163,11 @@ def test_readback_lost_mid_video_stops_it_and_keeps_what_was_lit(rig, tmp_path):
     assert rig.tripped.wait(2.0)
     assert not rig.cam.recording and not rig.cam.streaming and not rig.cam.led_driven
     assert stopped == [(path, "camera stopped")]
-    assert path.read_bytes().startswith(b"\xff\xd8")
-    assert [p.name for p in tmp_path.iterdir()] == ["v.mjpeg"]
+    # The trip stopped the encoder cleanly: a playable MP4 of the frames taken while lit.
+    info = assert_playable_mp4(path, (320, 240), frames=rig.picam.frames_encoded)
+    assert info["frames"] >= 2
+    assert [p.name for p in tmp_path.iterdir()] == ["v.mp4"]
+    assert ffmpeg_children() == []
     assert rig.cam.stop_video() == path
 
 
@@ -242,12 +246,12 @@ def test_a_camera_failing_mid_stream_turns_the_led_off(rig, fault):
 
 
 def test_close_is_idempotent_and_leaves_the_led_off(rig, tmp_path):
-    rig.cam.start_video(tmp_path / "v.mjpeg", max_duration_s=60)
+    rig.cam.start_video(tmp_path / "v.mp4", max_duration_s=60)
     rig.cam.close()
     rig.cam.close()
     rig.cam.stop()  # nothing left to stop
     assert not rig.sensor_running() and rig.trips == []
-    assert not rig.led_pin_high()
+    assert not rig.led_pin_high() and ffmpeg_children() == []
     with pytest.raises(GlassesError, match="closed"):
         rig.cam.capture_lores()
 

@@ -25,31 +25,21 @@ def real_fw(tmp_path_factory):
     fw.stop()
 
 
-def events_until(fw, predicate, timeout_s=30.0) -> list[str]:
-    seen, deadline = [], time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        seen += fw.cmd("version").events
-        if any(predicate(e) for e in seen):
-            return seen
-        time.sleep(0.2)
-    raise AssertionError(f"no matching event in {seen}")
-
-
 def test_open_questions_get_short_correct_answers_in_english_and_chinese(real_fw):
     reply = real_fw.cmd("ask What is the capital of France?", timeout_s=60)
     assert reply.ok and "Paris" in " ".join(reply.lines)
     reply = real_fw.cmd("ask 中国的首都是哪里？", timeout_s=60)
     assert reply.ok and "北京" in " ".join(reply.lines)
-    events = events_until(real_fw, lambda e: e.startswith("speak ") and "北京" in e)
+    events = real_fw.events_until(lambda e: e.startswith("speak ") and "北京" in e)
     assert sum(e.startswith("assistant answered") for e in events) >= 1
 
 
 def test_a_spoken_question_is_heard_and_answered(real_fw):
     fw = real_fw
     assert fw.cmd("sim button action click").ok
-    events = events_until(fw, lambda e: e.startswith("assistant listening (button)"))
+    events = fw.events_until(lambda e: e.startswith("assistant listening (button)"))
     assert fw.cmd("sim say what is the capital of france").ok
-    events += events_until(fw, lambda e: e.startswith("assistant answered"), timeout_s=40)
+    events += fw.events_until(lambda e: e.startswith("assistant answered"), timeout_s=40)
     heard = next(e for e in events if e.startswith("assistant heard")).lower()
     # espeak-ng's "France" is sometimes heard as "friends": the question, not the exact word.
     assert "capital of" in heard
@@ -62,9 +52,9 @@ def test_a_polite_command_the_grammar_misses_still_acts_through_the_asr(real_fw)
     fw = real_fw
     photos = len(list((fw.data_dir / "photos").glob("*.jpg")))
     assert fw.cmd("sim say hey jarvis").ok
-    events = events_until(fw, lambda e: e.startswith("assistant listening (wake word)"))
+    events = fw.events_until(lambda e: e.startswith("assistant listening (wake word)"))
     assert fw.cmd("sim say could you take a picture for me").ok
-    events += events_until(fw, lambda e: e == "speak Photo taken.", timeout_s=40)
+    events += fw.events_until(lambda e: e == "speak Photo taken.", timeout_s=40)
     assert any(e == "assistant command photo" for e in events)
     assert len(list((fw.data_dir / "photos").glob("*.jpg"))) == photos + 1
 
@@ -73,9 +63,9 @@ def test_speech_nearby_that_is_not_a_command_acts_on_nothing(real_fw):
     fw = real_fw
     photos = len(list((fw.data_dir / "photos").glob("*.jpg")))
     assert fw.cmd("sim button action click").ok
-    events_until(fw, lambda e: e.startswith("assistant listening (button)"))
+    fw.events_until(lambda e: e.startswith("assistant listening (button)"))
     assert fw.cmd("sim say how do I take a good photo at night").ok
-    events = events_until(fw, lambda e: e.startswith("assistant answered")
+    events = fw.events_until(lambda e: e.startswith("assistant answered")
                           or e.startswith("assistant command"), timeout_s=40)
     assert not any(e.startswith("assistant command") for e in events)
     assert len(list((fw.data_dir / "photos").glob("*.jpg"))) == photos

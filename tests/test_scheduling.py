@@ -20,6 +20,7 @@ from firmware.capture.capture import CaptureRefused
 from firmware.meeting.recorder import RecordingRefused
 from firmware.vloop import VirtualTimeLoop
 from tests.conftest import GLASSES, ROOT
+from tests.test_camera import probe_video
 
 SIM = boards.load("sim")
 
@@ -153,7 +154,7 @@ def test_photo_has_exif_time_and_video_stops_at_its_limit():
         for _ in range(20):          # small steps, so the encoder thread sees each frame time
             await settle(fw, 0.25)
         assert not fw.capture.recording_video and fw.mode == m.STANDBY
-        assert video.exists() and video.read_bytes()[:2] == b"\xff\xd8"
+        assert video.suffix == ".mp4" and probe_video(video)["codec"] == "h264"
         assert not fw.board.camera.led_driven and not fw.board.camera.streaming
         return True
 

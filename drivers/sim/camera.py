@@ -1,19 +1,26 @@
 """Sim camera: a Picamera2-shaped object whose frames come from a Scene on the sim clock.
 
 It implements only the Picamera2 subset that drivers/camera.py uses, failing the way the
-real one does (RuntimeError on misuse), plus a `fault` hook for the fault matrix.
+real one does (RuntimeError on misuse), plus a `fault` hook for the fault matrix. Its
+encoder writes real MP4 files with H.264 video (drivers/sim/h264.py), as a board does.
 """
 
 import os
 import threading
 from dataclasses import dataclass, field
+from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
 from drivers.clock import Clock
-from drivers.errors import ConfigError
+from drivers.errors import ConfigError, DeviceTimeout
+
+from .h264 import FfmpegPipe, SimH264Encoder, SimMp4Output, sim_encoder_factory
+
+__all__ = ["FAULTS", "Scene", "SimPicamera2", "SimH264Encoder", "SimMp4Output",
+           "sim_encoder_factory", "noise_frame", "rgb_to_yuv420"]
 
 FAULTS = (None, "gone", "timeout", "garbage")
 FORMATS = ("RGB888", "BGR888", "YUV420")
@@ -170,25 +177,19 @@ class Scene:
         return self._source.render(tuple(int(v) for v in size), t_s, frame_no)
 
 
-class SimMJPEGEncoder:
-    """Stand-in for picamera2's MJPEGEncoder: concatenated JPEG frames at `quality`."""
-
-    def __init__(self, quality: int = 70):
-        self.quality = quality
-
-
-def sim_encoder_factory() -> SimMJPEGEncoder:
-    """The encoder factory the sim board hands to drivers.camera.Camera."""
-    return SimMJPEGEncoder()
+# How long stopping waits for the encoder thread: it is between frames, rendering one, or
+# handing one to ffmpeg. Past this ffmpeg is stuck and is killed, which frees the thread.
+ENCODER_JOIN_TIMEOUT_S = 1.0
+ENCODER_KILLED_JOIN_TIMEOUT_S = 0.5
 
 
 @dataclass
 class _EncoderJob:
-    encoder: SimMJPEGEncoder
-    file: object
+    encoder: SimH264Encoder
+    pipe: FfmpegPipe
     stop: threading.Event = field(default_factory=threading.Event)
+    first_s: float = 0.0     # clock time of the frame start_encoder handed over
     thread: threading.Thread | None = None
-    frames: int = 0
     error: BaseException | None = None
 
 
@@ -219,6 +220,7 @@ class SimPicamera2:
         self._generation = 0  # bumped by start/stop so a frame waiter notices a restart
         self._t_start_s = 0.0
         self._encoder: _EncoderJob | None = None
+        self.frames_encoded = 0  # frames the last video's encoder was given (for tests)
 
     @property
     def fault(self):
@@ -372,21 +374,41 @@ class SimPicamera2:
     # -- encoder ---------------------------------------------------------------------------
 
     def start_encoder(self, encoder, output) -> None:
-        if not isinstance(encoder, SimMJPEGEncoder):
-            raise TypeError(f"the sim camera only runs SimMJPEGEncoder, not {type(encoder).__name__}")
+        if not isinstance(encoder, SimH264Encoder):
+            raise TypeError(f"the sim camera only runs SimH264Encoder, not {type(encoder).__name__}")
+        if not isinstance(output, SimMp4Output):
+            raise TypeError(f"the sim camera writes through SimMp4Output, not {type(output).__name__}")
         with self._changed:
             self._check(need_started=True)
             if self._encoder is not None:
                 raise RuntimeError("Encoder already running")
-            job = _EncoderJob(encoder, open(output, "wb"))
-            job.thread = threading.Thread(target=self._encode, args=(job,), name="sim-mjpeg",
-                                          daemon=True)
-            self._encoder = job
+            stream, frame_s, generation = self._config["main"], self._frame_s, self._generation
+        # The container's frame rate is the sensor's: frames are paced at frame_s.
+        pipe = FfmpegPipe(output.path, stream["size"],
+                          Fraction(1 / frame_s).limit_denominator(1001), encoder)
+        try:
+            # Started outside the lock (it takes about 0.1 s): frames keep flowing meanwhile.
+            now_s = self.clock.monotonic()
+            pipe.start(None if self._fault in ("gone", "timeout") else
+                       self._rgb(stream, int((now_s - self._t_start_s) / frame_s), now_s))
+            with self._changed:
+                if self._generation != generation:
+                    raise RuntimeError("Camera stopped while the encoder was starting")
+                self._check(need_started=True)
+                if self._encoder is not None:
+                    raise RuntimeError("Encoder already running")
+                job = _EncoderJob(encoder, pipe, first_s=now_s)
+                job.thread = threading.Thread(target=self._encode, args=(job,), name="sim-h264",
+                                              daemon=True)
+                self._encoder = job
+        except BaseException:
+            pipe.abort()
+            raise
         job.thread.start()
 
     def _encode(self, job: _EncoderJob) -> None:
         stream, frame_s = self._config["main"], self._frame_s
-        next_s = self.clock.monotonic()
+        next_s = job.first_s
         try:
             while True:
                 next_s += frame_s
@@ -397,22 +419,25 @@ class SimPicamera2:
                     next_s = now_s  # fell behind: drop frames, as a real pipeline does
                 if self._fault in ("gone", "timeout"):
                     continue  # no frames arrive from the sensor
-                rgb = self._rgb(stream, int((now_s - self._t_start_s) / frame_s), now_s)
-                Image.fromarray(rgb).save(job.file, format="JPEG", quality=job.encoder.quality)
-                job.frames += 1
-        except OSError as exc:  # disk full and the like: reported by stop_encoder
+                job.pipe.write(self._rgb(stream, int((now_s - self._t_start_s) / frame_s), now_s))
+        except OSError as exc:  # ffmpeg died (broken pipe): reported by stop_encoder
             job.error = exc
 
     def _finish_encoder(self, job: _EncoderJob) -> None:
+        """Stop feeding ffmpeg, let it write the MP4's ending, reap it; every wait bounded."""
         job.stop.set()
-        job.thread.join(timeout=5.0)
+        job.thread.join(timeout=ENCODER_JOIN_TIMEOUT_S)
         if job.thread.is_alive():
-            raise TimeoutError("sim encoder thread did not stop within 5 s")
-        try:
-            job.file.flush()
-            os.fsync(job.file.fileno())
-        finally:
-            job.file.close()
+            job.pipe.kill()  # stuck on a full pipe: ffmpeg stopped taking frames
+            job.thread.join(timeout=ENCODER_KILLED_JOIN_TIMEOUT_S)
+        self.frames_encoded = job.pipe.frames
+        if job.thread.is_alive():
+            # Still inside a write: closing the pipe under it could block, so only reap.
+            job.pipe.abort()
+            raise DeviceTimeout("sim camera: the encoder thread did not stop within "
+                                f"{ENCODER_JOIN_TIMEOUT_S + ENCODER_KILLED_JOIN_TIMEOUT_S:g} s; "
+                                "the video is lost")
+        job.pipe.finish()  # raises when ffmpeg failed or was killed: that is the cause
         if job.error is not None:
             raise job.error
 

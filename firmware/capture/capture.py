@@ -8,6 +8,7 @@ who holds it; a refusal is an error, an event and a spoken cue, and nothing is s
 """
 
 import asyncio
+import contextlib
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -122,24 +123,34 @@ class Capture:
         if not 1 <= count <= MAX_BURST:
             raise CaptureRefused(f"burst of {count}: choose 1 to {MAX_BURST} photos")
         self._check_allowed(video=False)
-        claim = self._claim(owner, ["camera"])
-        entered = self._enter()
         saved: list[Path] = []
-        self._photos_in_progress += 1
+        async with self._camera(owner):
+            entered = self._enter()
+            try:
+                for i in range(count):
+                    if i and gap_s:
+                        await self.clock.asleep(gap_s)
+                    jpeg = await self.blocking.run(self.camera.capture_jpeg)
+                    wall = self.clock.wall()
+                    path = self.photos / f"{photo_name(wall)}.jpg"
+                    await self.blocking.run(write_atomic, path,
+                                            with_exif_time(jpeg, wall, self.settings.sensor))
+                    saved.append(path)
+                    self.photos_taken += 1
+                    self.events.emit("capture", f"photo {path.name}")
+            finally:
+                self._leave(entered)
+        self.earcons.earcon("shutter")
+        return saved
+
+    @contextlib.asynccontextmanager
+    async def _camera(self, owner: str):
+        """The camera held for stills: claimed from the arbiter, an interlock refusal said
+        aloud, and the sensor stopped afterwards unless a video still needs it."""
+        claim = self._claim(owner, ["camera"])
+        self._photos_in_progress += 1      # a refusal is reported by the caller, as for photos
         try:
-            for i in range(count):
-                if i and gap_s:
-                    await self.clock.asleep(gap_s)
-                jpeg = await self.blocking.run(self.camera.capture_jpeg)
-                wall = self.clock.wall()
-                path = self.photos / f"{photo_name(wall)}.jpg"
-                await self.blocking.run(write_atomic, path,
-                                        with_exif_time(jpeg, wall, self.settings.sensor))
-                saved.append(path)
-                self.photos_taken += 1
-                self.events.emit("capture", f"photo {path.name}")
-            self.earcons.earcon("shutter")
-            return saved
+            yield
         except InterlockError as e:
             raise await self._refuse(e) from None
         finally:
@@ -147,7 +158,22 @@ class Capture:
             if self._video is None:
                 await self.blocking.run(self.camera.stop)
             self.claims.release(claim)
-            self._leave(entered)
+
+    # Frames for reading text (voice/reading.py): looked at, never saved. The same checks
+    # as a photo (the mode's camera flag, the arbiter) and the same interlock in the HAL,
+    # but no CAPTURE mode: the LLM may still be needed to translate what was read.
+    async def lores_frame(self, owner: str = "assistant"):
+        """The next low-resolution luma frame (uint8 HxW); CaptureRefused if not allowed."""
+        return await self._look(owner, self.camera.capture_lores)
+
+    async def still_jpeg(self, owner: str = "assistant") -> bytes:
+        """A full-resolution still as JPEG bytes, for small text; not saved anywhere."""
+        return await self._look(owner, self.camera.capture_jpeg)
+
+    async def _look(self, owner: str, read):
+        self._check_allowed(video=False)
+        async with self._camera(owner):
+            return await self.blocking.run(read)
 
     # Interval capture: the "what did I see" journal.
     def start_interval(self, every_s: float, count: int | None = None) -> None:
@@ -194,7 +220,7 @@ class Capture:
         claim = self._claim("video", ["camera", "microphones"],
                             on_preempt=lambda: spawn(self.stop_video("preempted")))
         entered = self._enter()
-        path = self.videos / f"{photo_name(self.clock.wall())}.mjpeg"
+        path = self.videos / f"{photo_name(self.clock.wall())}.mp4"
         try:
             await self.blocking.run(self.camera.start_video, path, seconds)
         except BaseException as e:
@@ -233,20 +259,20 @@ class Capture:
         if video is None:
             return None
         claim, path, entered = video
-        saved = True
         try:
             if self.camera.recording:
                 await self.blocking.run(self.camera.stop_video)
             await self.blocking.run(self.camera.stop)
         except GlassesError as e:
             # The camera failed under the video: what was written is kept by the driver.
-            saved = path.exists()
             self.events.emit("fault", f"camera {e}")
         finally:
             self.claims.release(claim)
             self._leave(entered)
-        if not saved:
-            self.events.emit("capture", f"video {path.name} has no frames ({reason})")
+        # The driver renames a video into place only when it is a complete MP4: a video
+        # that stopped by itself and could not be saved is simply not there.
+        if not path.exists():
+            self.events.emit("capture", f"video {path.name} was not saved ({reason})")
             return None
         self.events.emit("capture", f"video saved {path.name} ({reason})")
         return path

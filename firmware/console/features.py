@@ -41,7 +41,8 @@ def _action(args: list[str]) -> tuple[str, dict] | None:
     return None
 
 
-async def _run(session, what: str, name: str, args: dict) -> list[str]:
+async def run_action(session, what: str, name: str, args: dict) -> list[str]:
+    """Run a router action for a console command; a refusal becomes the command's ERR."""
     try:
         return list((await session.fw.router.run(name, **args)).lines)
     except GlassesError as e:
@@ -54,14 +55,14 @@ async def cmd_capture(session, args):
     action = _action(args)
     if action is None:
         raise CommandError(f"usage: {CAPTURE_USAGE}")
-    return await _run(session, "capture", *action)
+    return await run_action(session, "capture", *action)
 
 
 @command("record", "record start|stop", "meeting recording: microphone audio in durable segments")
 async def cmd_record(session, args):
     if args not in (["start"], ["stop"]):
         raise CommandError("usage: record start|stop")
-    return await _run(session, "record", f"record_{args[0]}", {})
+    return await run_action(session, "record", f"record_{args[0]}", {})
 
 
 @command("ask", "ask TEXT", "a text turn for the assistant: the reply is spoken and printed",

@@ -24,11 +24,13 @@ from . import loop as v
 from .conversation import LlmUnavailable
 from .intents import Intent, match
 from .recognizer import Recognizer
+from .router import Outcome
 from .segmenter import ListenSettings, Segmenter
 
 log = logging.getLogger("glasses.voice")
 
 FOLLOW_UP_S = 5.0
+CONVERSE_QUIET_S = 10.0    # translating: a quiet spell starts the capture afresh, no more
 WAKE_PRE_ROLL_S = 0.25     # before a wake word: the word itself is not the question
 SOURCES = {"wake": "wake word", "tap": "button", "ptt_down": "push-to-talk"}
 
@@ -42,8 +44,14 @@ class Assistant:
 
     def __init__(self, hub, voice, models, claims, modes, clock, events, speech, earcons,
                  router, conversation, blocking, data_dir: Path, touch=lambda: None,
-                 settings: ListenSettings = ListenSettings(), asr_confirms: bool = True):
+                 settings: ListenSettings = ListenSettings(), asr_confirms: bool = True,
+                 translator=None):
         self.modes, self.clock, self.events = modes, clock, events
+        # Conversation translation (translator.py): while it is on, the loop waits in
+        # `converse` and every utterance is a translation turn.
+        self.translator = translator
+        if translator is not None:
+            translator.subscribe(self._translation_switched)
         self.speech, self.earcons, self.router = speech, earcons, router
         self.conversation, self.blocking, self.touch = conversation, blocking, touch
         self.last_utterance = Path(data_dir) / "logs" / "last-utterance.wav"
@@ -107,7 +115,9 @@ class Assistant:
         if kind == "wake":
             self.trigger("wake")
         elif kind == "pause":
-            if self.loop.fire("pause", "short pause") and await self.recognizer.at_pause(
+            if not self.loop.fire("pause", "short pause") or self.loop.state == v.CONVERSE:
+                return                        # translating: no commands, no early transcript
+            if await self.recognizer.at_pause(
                     audio, commands=self.conversation.translate_to is None):
                 self.segmenter.end_now()      # a confident device command: act now
         elif kind == "utterance":
@@ -118,16 +128,30 @@ class Assistant:
 
     async def ask(self, text: str) -> str:
         """A typed turn (console `ask`): same routing, spoken reply; returns the reply text."""
+        outcome, _ = await self._typed(match(text), {})
+        return outcome.say
+
+    async def act(self, action: str, **args) -> Outcome:
+        """A router action typed at the console (`read`), run as a turn: its reply spoken.
+
+        A refusal is spoken as it would be for a voice command, and raised for the console.
+        """
+        outcome, error = await self._typed(Intent(action, action, "en"), args)
+        if error is not None:
+            raise error
+        return outcome
+
+    async def _typed(self, intent: Intent, args: dict):
         if not self.loop.fire("ask", "typed"):
             raise AssistantOff(f"the assistant is off in {self.modes.mode} mode; "
                                "put the glasses on or charge them")
-        self.turn = spawn(self._typed_turn(text, self.turns), name="turn")
+        self.turn = spawn(self._typed_turn(intent, args, self.turns), name="turn")
         try:
             return await asyncio.shield(self.turn)
         except asyncio.CancelledError:
             if asyncio.current_task().cancelling():
                 raise          # our caller is being cancelled, not just the turn
-            return "(interrupted)"
+            return Outcome("(interrupted)", ("(interrupted)",)), None
 
     # What entering a state does.
     def _entered(self, old: str, new: str, event: str, reason: str) -> None:
@@ -138,8 +162,13 @@ class Assistant:
         if new == v.IDLE:
             self.interrupt()
             self.segmenter.stop()
+            if self.translator is not None:
+                self.translator.stop(f"{self.modes.mode} mode")
         elif new == v.WAKE:
             self.segmenter.watch()
+            if self.translator is not None and self.translator.active:
+                # Switched on while a turn ran: translating resumes now that it is over.
+                asyncio.get_running_loop().call_soon(self._resume_translating)
             if old in v.ACTIVE:
                 if event == "no_speech":
                     self.events.emit("assistant", "heard nothing")
@@ -158,7 +187,8 @@ class Assistant:
             self.earcons.earcon("listen_end")
             self.touch()
             audio, self._audio = self._audio, None
-            self.turn = spawn(self._voice_turn(audio, self.turns), name="turn")
+            turn = self._translation_turn if old == v.CONVERSE else self._voice_turn
+            self.turn = spawn(turn(audio, self.turns), name="turn")
         elif new == v.RESPOND and event == "ask":
             self._begin_turn("ask")
             if self.segmenter.state == "capture":
@@ -166,6 +196,13 @@ class Assistant:
         elif new == v.FOLLOW_UP:
             self.events.emit("assistant", "follow-up window")
             self.segmenter.capture(pre_roll_s=0, no_speech_s=FOLLOW_UP_S)
+        elif new == v.CONVERSE:
+            if old != v.CONVERSE:
+                self.events.emit("assistant", f"translating {self.translator.describe()}")
+                if self.modes.mode != m.INTERACTIVE and self.modes.allowed("wake"):
+                    self.modes.fire("wake", "conversation translation")
+            # No pre-roll: what the ring holds now is the translation just played.
+            self.segmenter.capture(pre_roll_s=0, no_speech_s=CONVERSE_QUIET_S)
 
     def _begin_turn(self, source: str) -> None:
         self.interrupt()
@@ -178,6 +215,8 @@ class Assistant:
     def interrupt(self) -> None:
         """Barge-in: stop speech and generation at once."""
         self.conversation.cancel()
+        if self.translator is not None:
+            self.translator.cancel()
         if self.turn is not None and not self.turn.done() and self.turn is not asyncio.current_task():
             self.turn.cancel()
         self.speech.stop()
@@ -198,14 +237,50 @@ class Assistant:
         if not self.loop.fire("recognized", heard):
             return
         await self.respond(intent)
+        await self._played(turn, "spoken")
+
+    async def _translation_turn(self, audio, turn: int) -> None:
+        """An utterance while translating: heard in either language, translated, spoken."""
+        await self.blocking.run(write_atomic, self.last_utterance, wav_bytes(audio, 16000))
+        try:
+            heard = await self.translator.hear(audio)
+        except GlassesError as e:
+            heard = e
+        summary = f"{heard.language} {heard.text[:60]!r}" if not isinstance(heard, Exception) \
+            else f"not recognized: {heard}"
+        if not self.loop.fire("recognized", f"to translate: {summary}"):
+            return
+        # The utterance ended the endpoint's silence before the segmenter said so.
+        speech_end = self.last_timing["heard_at"] - self.segmenter.s.endpoint_silence_s
+        await self.translator.respond(heard, speech_end, audio)
+        await self._played(turn, "spoken")
+
+    async def _played(self, turn: int, event: str) -> None:
+        """The reply is queued: once it has played, the turn is over (`event`)."""
         if self.loop.fire("answered", "reply queued"):
             await self.speech.drain()
             self.touch()
-            if turn == self.turns:
-                self.loop.fire("spoken", "answer played")
+            if turn == self.turns:       # not if a new turn has started meanwhile
+                self._turn_over(event)
 
-    async def _typed_turn(self, text: str, turn: int) -> str:
-        reply = await self.respond(match(text))
+    def _turn_over(self, event: str) -> None:
+        if self.translator is not None and self.translator.active:
+            self.loop.fire("converse_on", "translating")
+        else:
+            self.loop.fire(event, "answer played")
+
+    def _translation_switched(self, active: bool) -> None:
+        if active:
+            self.loop.fire("converse_on", "translation switched on")   # if waiting
+        elif self.loop.state == v.CONVERSE:
+            self.loop.fire("converse_off", "translation switched off")
+
+    def _resume_translating(self) -> None:
+        if self.translator.active and self.loop.state == v.WAKE:
+            self.loop.fire("converse_on", "translating again")
+
+    async def _typed_turn(self, intent: Intent, args: dict, turn: int):
+        reply = await self.respond(intent, args)
         if self.loop.fire("answered", "reply queued"):
             spawn(self._finish_typed(turn), name="typed-turn-end")
         return reply
@@ -213,29 +288,36 @@ class Assistant:
     async def _finish_typed(self, turn: int) -> None:
         await self.speech.drain()
         if turn == self.turns:       # not if a new turn has started meanwhile
-            self.loop.fire("done", "answer played")
+            self._turn_over("done")
 
-    async def respond(self, intent) -> str:
-        """Act on an intent (or a recognition failure) and queue the spoken reply."""
+    async def respond(self, intent, args: dict | None = None
+                      ) -> tuple[Outcome, GlassesError | None]:
+        """Act on an intent (or a recognition failure) and queue the spoken reply.
+
+        Returns what was said and printed, and the error that was apologised for, if any.
+        """
         self.conversation.timing = self.last_timing     # its first token lands in this turn's
+        error = None
         try:
             if isinstance(intent, Exception):
                 raise intent
             if intent.action is not None:
                 self.events.emit("assistant", f"command {intent.action}")
-                reply = (await self.router.run(intent.action)).say
-                await self.speech.say(reply)
+                outcome = await self.router.run(intent.action, **(args or {}))
+                await self.speech.say(outcome.say, outcome.language)
             else:
                 reply = await self.conversation.answer(intent)
+                outcome = Outcome(reply, tuple(reply.splitlines()))
         except LlmUnavailable as e:
-            reply = str(e)
+            outcome = Outcome(str(e), (str(e),))
             self.events.emit("assistant", f"no answer: {e}")
-            await self.speech.say(reply)
+            await self.speech.say(outcome.say)
         except GlassesError as e:
-            reply = f"Sorry, {e}"
+            error = e
+            outcome = Outcome(f"Sorry, {e}", (f"Sorry, {e}",))
             self.events.emit("assistant", f"failed: {e}")
             await self.speech.say("Sorry, that did not work.")
-        return reply
+        return outcome, error
 
     async def close(self) -> None:
         self.interrupt()

@@ -14,9 +14,9 @@ from ..statetable import Machine
 
 log = logging.getLogger("glasses.voice")
 
-IDLE, WAKE, LISTEN, RECOGNIZE, RESPOND, SPEAK, FOLLOW_UP = (
-    "idle", "wake", "listen", "recognize", "respond", "speak", "follow_up")
-STATES = (IDLE, WAKE, LISTEN, RECOGNIZE, RESPOND, SPEAK, FOLLOW_UP)
+IDLE, WAKE, LISTEN, RECOGNIZE, RESPOND, SPEAK, FOLLOW_UP, CONVERSE = (
+    "idle", "wake", "listen", "recognize", "respond", "speak", "follow_up", "converse")
+STATES = (IDLE, WAKE, LISTEN, RECOGNIZE, RESPOND, SPEAK, FOLLOW_UP, CONVERSE)
 
 # What each state means, for the log and the docs.
 MEANING = {
@@ -27,6 +27,7 @@ MEANING = {
     RESPOND: "a device action, or the LLM answering (spoken while it is generated)",
     SPEAK: "the answer is complete; its last sentences are playing",
     FOLLOW_UP: "a few seconds listening without the wake word",
+    CONVERSE: "conversation translation: every utterance is translated, no wake word",
 }
 
 EVENTS = {
@@ -45,19 +46,26 @@ EVENTS = {
     "spoken": "the last sentence of a voice turn has played",
     "done": "the last sentence of a typed turn has played",
     "barge_in": "the wake word or a button while the assistant thinks or speaks",
+    "converse_on": "conversation translation is on (switched on, or a turn has played)",
+    "converse_off": "conversation translation was switched off",
 }
 
-ACTIVE = (LISTEN, RECOGNIZE, RESPOND, SPEAK, FOLLOW_UP)
+ACTIVE = (LISTEN, RECOGNIZE, RESPOND, SPEAK, FOLLOW_UP, CONVERSE)
 TRANSITIONS: dict[tuple[str, str], str] = {(IDLE, "mode_on"): WAKE}
 for _s in (WAKE,) + ACTIVE:
     TRANSITIONS[(_s, "mode_off")] = IDLE
-for _s in (WAKE, FOLLOW_UP, LISTEN):
-    # Listening again restarts the utterance: a tap while listening starts afresh.
+for _s in (WAKE, FOLLOW_UP, LISTEN, CONVERSE):
+    # Listening again restarts the utterance: a tap while listening starts afresh; while
+    # translating, a tap asks the assistant something and the translating resumes after.
     TRANSITIONS.update({(_s, "wake"): LISTEN, (_s, "tap"): LISTEN, (_s, "ptt_down"): LISTEN})
 for _s in (RECOGNIZE, RESPOND, SPEAK):
     TRANSITIONS[(_s, "barge_in")] = LISTEN
-for _s in (WAKE, FOLLOW_UP, LISTEN, RECOGNIZE, RESPOND, SPEAK):
+for _s in (WAKE, FOLLOW_UP, LISTEN, RECOGNIZE, RESPOND, SPEAK, CONVERSE):
     TRANSITIONS[(_s, "ask")] = RESPOND
+# Translating goes on from wherever the loop waits; a turn ends in it instead of the
+# follow-up window while translation is on.
+for _s in (WAKE, FOLLOW_UP, SPEAK):
+    TRANSITIONS[(_s, "converse_on")] = CONVERSE
 TRANSITIONS.update({
     (LISTEN, "pause"): LISTEN,
     (LISTEN, "utterance"): RECOGNIZE,
@@ -70,6 +78,10 @@ TRANSITIONS.update({
     (RESPOND, "answered"): SPEAK,
     (SPEAK, "spoken"): FOLLOW_UP,
     (SPEAK, "done"): WAKE,
+    (CONVERSE, "utterance"): RECOGNIZE,
+    (CONVERSE, "pause"): CONVERSE,
+    (CONVERSE, "no_speech"): CONVERSE,   # a quiet moment in a conversation: keep listening
+    (CONVERSE, "converse_off"): WAKE,
 })
 
 

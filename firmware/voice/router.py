@@ -24,6 +24,7 @@ BURST_GAP_S = 0.2
 class Outcome:
     say: str                        # the spoken reply
     lines: tuple[str, ...]          # what the console prints
+    language: str = "en"            # the voice `say` is spoken in (text read off a sign)
 
 
 @dataclass(frozen=True)
@@ -41,9 +42,10 @@ class Router:
     """Runs ACTIONS against the services it is given; `run(name, **args) -> Outcome`."""
 
     def __init__(self, capture, recorder, speaker: Speaker, conversation, clock: Clock,
-                 conditions, data_dir: Path):
+                 conditions, data_dir: Path, translator=None, reader=None):
         self.capture, self.recorder, self.speaker = capture, recorder, speaker
         self.conversation, self.clock = conversation, clock
+        self.translator, self.reader = translator, reader    # voice/translator.py, reading.py
         self.conditions = conditions    # () -> fresh power.conditions.Conditions
         self.data_dir = Path(data_dir)
 
@@ -111,15 +113,77 @@ async def _record_stop(r: Router) -> Outcome:
                    (f"saved {r.rel(path)} ({r.recorder.segments} segments)",))
 
 
+async def _notes_start(r: Router) -> Outcome:
+    # Every recording gets notes (meeting/transcriber.py): this is a recording, said so.
+    path = await r.recorder.start()
+    return Outcome("Taking meeting notes.", (f"recording into {r.rel(path)}; notes follow",))
+
+
+async def _notes_stop(r: Router) -> Outcome:
+    path = await r.recorder.stop()
+    if path is None:
+        return Outcome("No meeting is being recorded.", ("not recording",))
+    return Outcome("Meeting saved. The notes will be ready in a few minutes.",
+                   (f"saved {r.rel(path)}; notes will be notes/{path.name}.md",))
+
+
+async def _decisions(r: Router) -> Outcome:
+    from ..meeting.notes import latest_decisions
+    found = latest_decisions(r.data_dir)
+    if found is None:
+        return Outcome("There are no meeting notes yet.", ("no meeting notes yet",))
+    when, decisions = found
+    if not decisions:
+        return Outcome(f"No decisions were noted in the meeting at {when}.",
+                       (f"meeting at {when}: no decisions noted",))
+    said = " ".join(d.rstrip(".") + "." for d in decisions[:5])
+    return Outcome(f"In the meeting at {when}, you decided: {said}",
+                   tuple(f"decided: {d}" for d in decisions))
+
+
 def _translate(language: str):
     async def handler(r: Router) -> Outcome:
+        if r.translator is not None:
+            r.translator.stop("one-way translation instead")
         r.conversation.translate_to = language
         return Outcome(f"Translating into {LANGUAGES[language]}. Say stop to end.",
                        (f"translating into {LANGUAGES[language]}",))
     return handler
 
 
+def _converse(first: str | None = None, second: str | None = None):
+    async def handler(r: Router, first: str = first, second: str = second) -> Outcome:
+        _needs(r.translator, "conversation translation")
+        r.translator.start(first, second)       # TranslateError names what is wrong
+        r.conversation.translate_to = None
+        return Outcome(f"Translating {r.translator.describe()}. Say stop translating to end.",
+                       (f"translating {first} <-> {second}; `translate off` to end",))
+    return handler
+
+
+async def _converse_off(r: Router) -> Outcome:
+    if r.translator is None or not r.translator.stop("asked to stop"):
+        return Outcome("Translation is off.", ("translation was off",))
+    return Outcome("Translation off.", ("translation off",))
+
+
+def _read(translate: bool):
+    async def handler(r: Router, translate_to: str | None = None) -> Outcome:
+        _needs(r.reader, "reading")
+        target = translate_to or (r.reader.wearer_language if translate else None)
+        reading = await r.reader.read(target)
+        return Outcome(reading.say, tuple(reading.report()), reading.say_language)
+    return handler
+
+
+def _needs(service, what: str) -> None:
+    if service is None:
+        raise UnknownAction(f"{what} is not set up on this firmware")
+
+
 async def _cancel(r: Router) -> Outcome:
+    if r.translator is not None:
+        r.translator.stop("cancelled")
     r.conversation.translate_to = None
     return Outcome("Okay.", ("okay",))
 
@@ -156,8 +220,17 @@ ACTIONS: dict[str, Action] = {a.name: a for a in [
     Action("interval_stop", "stop interval photos", _interval_stop),
     Action("record_start", "record a meeting", _record_start),
     Action("record_stop", "stop the meeting recording", _record_stop),
+    Action("notes_start", "record a meeting for notes", _notes_start),
+    Action("notes_stop", "stop the meeting; its notes follow", _notes_stop),
+    Action("decisions", "the decisions of the latest meeting notes", _decisions),
     *(Action(f"translate_{code}", f"translate into {name}", _translate(code))
       for code, name in LANGUAGES.items()),
+    Action("converse", "translate a conversation between FIRST and SECOND", _converse()),
+    Action("converse_en_zh", "translate between English and Chinese", _converse("en", "zh")),
+    Action("converse_en_ko", "translate between English and Korean", _converse("en", "ko")),
+    Action("converse_off", "stop translating the conversation", _converse_off),
+    Action("read", "read the text in view aloud", _read(translate=False)),
+    Action("read_translate", "read the text in view, translated", _read(translate=True)),
     Action("cancel", "stop translating", _cancel),
     Action("volume_up", "louder", _volume(+0.1)),
     Action("volume_down", "quieter", _volume(-0.1)),

@@ -1,0 +1,212 @@
+"""What is on disk for a meeting: its segments, and the transcript journal beside them.
+
+`recordings/<id>/` holds the recorder's `info.json` and `seg-NNNNN.wav` segments (16 kHz
+mono, each written atomically) and the transcriber's `transcript.jsonl`: one JSON object
+per line, appended and fsynced one at a time, so a power cut loses at most the line being
+written. A torn last line is ignored when read and cut off before the next append.
+
+Journal records:
+  {"start": s, "end": s, "text", "language", "language_prob", "embedding": [...] | null}
+      one utterance, times in seconds of meeting audio
+  {"done_s": s}      all audio before s has been transcribed (silence included)
+  {"complete": true, "duration_s": s}      the whole recording is transcribed
+"""
+
+import json
+import logging
+import os
+import wave
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from drivers.atomic import fsync_dir
+from drivers.errors import GlassesError
+
+log = logging.getLogger("glasses.meeting")
+
+RATE_HZ = 16000
+JOURNAL = "transcript.jsonl"
+
+
+class MeetingDataError(GlassesError, ValueError):
+    """A recording's files cannot be read; the message names the file."""
+
+
+class Journal:
+    """Append-only JSON lines; each `append` is on disk (fsynced) when it returns."""
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        self._repaired = False
+
+    def read(self) -> list[dict]:
+        """Every whole record; a torn or garbled line (a power cut mid-write) is skipped."""
+        try:
+            data = self.path.read_bytes()
+        except FileNotFoundError:
+            return []
+        records = []
+        for n, line in enumerate(data.split(b"\n"), 1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except (UnicodeDecodeError, json.JSONDecodeError):
+                log.warning("%s line %d is torn or garbled; skipped", self.path, n)
+                continue
+            if isinstance(record, dict):
+                records.append(record)
+        return records
+
+    def append(self, record: dict) -> None:
+        line = json.dumps(record, separators=(",", ":"), ensure_ascii=False).encode() + b"\n"
+        created = not self.path.exists()
+        if not self._repaired:
+            self._cut_torn_tail()
+            self._repaired = True
+        with open(self.path, "ab") as f:
+            f.write(line)
+            f.flush()
+            os.fsync(f.fileno())
+        if created:
+            fsync_dir(self.path.parent)     # the new file's name must survive a power cut too
+
+    def _cut_torn_tail(self) -> None:
+        # A line torn by a power cut has no newline: appending after it would glue the
+        # next record onto it and lose both. Cut back to the last whole line first.
+        try:
+            with open(self.path, "r+b") as f:
+                data = f.read()
+                if data and not data.endswith(b"\n"):
+                    f.truncate(data.rfind(b"\n") + 1)
+                    f.flush()
+                    os.fsync(f.fileno())
+                    log.warning("%s: cut a torn last line (%d bytes)", self.path,
+                                len(data) - data.rfind(b"\n") - 1)
+        except FileNotFoundError:
+            pass
+
+
+@dataclass
+class Progress:
+    """What the journal says about a recording's transcription."""
+
+    utterances: list[dict] = field(default_factory=list)
+    done_s: float = 0.0
+    complete: bool = False
+
+
+def progress(journal: Journal) -> Progress:
+    p = Progress()
+    for r in journal.read():
+        if "text" in r and "start" in r and "end" in r:
+            p.utterances.append(r)
+            p.done_s = max(p.done_s, float(r["end"]))
+        elif "done_s" in r:
+            p.done_s = max(p.done_s, float(r["done_s"]))
+        elif r.get("complete"):
+            p.complete = True
+    p.utterances.sort(key=lambda u: u["start"])
+    return p
+
+
+@dataclass
+class Recording:
+    """One `recordings/<id>/` directory as it is on disk now."""
+
+    id: str
+    dir: Path
+    info: dict
+    segments: list[tuple[Path, int]]      # (path, frames) in order
+
+    @property
+    def started(self) -> float | None:
+        return self.info.get("started")
+
+    @property
+    def ended(self) -> bool:
+        """Stopped cleanly (`record stop`); after a power cut this stays False."""
+        return "ended" in self.info
+
+    @property
+    def duration_s(self) -> float:
+        return sum(frames for _, frames in self.segments) / RATE_HZ
+
+    @property
+    def journal(self) -> Journal:
+        return Journal(self.dir / JOURNAL)
+
+
+_frames_cache: dict[tuple[str, int, int], int] = {}
+
+
+def _frames(path: Path) -> int | None:
+    st = path.stat()
+    key = (str(path), st.st_size, st.st_mtime_ns)
+    if key not in _frames_cache:
+        try:
+            with wave.open(str(path), "rb") as w:
+                if w.getframerate() != RATE_HZ or w.getnchannels() != 1:
+                    log.warning("%s is not 16 kHz mono; skipped", path)
+                    return None
+                _frames_cache[key] = w.getnframes()
+        except (wave.Error, EOFError) as e:
+            log.warning("%s is not a readable WAV (%s); skipped", path, e)
+            return None
+    return _frames_cache[key]
+
+
+def load(directory: Path) -> Recording:
+    """A recording's info and segments; MeetingDataError if it has no usable info.json."""
+    directory = Path(directory)
+    try:
+        info = json.loads((directory / "info.json").read_text())
+    except FileNotFoundError:
+        raise MeetingDataError(f"{directory} has no info.json; not a recording") from None
+    except (OSError, ValueError) as e:
+        raise MeetingDataError(f"{directory}/info.json cannot be read: {e}") from None
+    if not isinstance(info, dict):
+        raise MeetingDataError(f"{directory}/info.json is not a JSON object")
+    segments = []
+    for path in sorted(directory.glob("seg-*.wav")):
+        frames = _frames(path)
+        if frames is not None:
+            segments.append((path, frames))
+    return Recording(directory.name, directory, info, segments)
+
+
+def ids(data_dir: Path) -> list[str]:
+    """The recording ids, oldest first (they are start times)."""
+    root = Path(data_dir) / "recordings"
+    return sorted(p.name for p in root.iterdir() if p.is_dir()) if root.is_dir() else []
+
+
+def recordings(data_dir: Path, skip=frozenset()) -> list[Recording]:
+    """Every readable recording but those in `skip`, oldest first."""
+    out = []
+    for rec_id in ids(data_dir):
+        if rec_id in skip:
+            continue
+        try:
+            out.append(load(Path(data_dir) / "recordings" / rec_id))
+        except MeetingDataError as e:
+            log.warning("%s", e)
+    return out
+
+
+def read_audio(rec: Recording, start_s: float, end_s: float):
+    """Meeting audio from `start_s` to `end_s` as float32, read from the segments it spans."""
+    import numpy as np
+
+    from drivers.wavio import read_wav
+    lo, hi = round(start_s * RATE_HZ), round(end_s * RATE_HZ)
+    parts, offset = [], 0
+    for path, frames in rec.segments:
+        a, b = max(lo, offset), min(hi, offset + frames)
+        if a < b:
+            samples, _ = read_wav(path)
+            parts.append(samples[a - offset:b - offset, 0])
+        offset += frames
+        if offset >= hi:
+            break
+    return np.concatenate(parts) if parts else np.zeros(0, np.float32)
