@@ -123,6 +123,9 @@ class CameraSpec:
     required: bool = True
     video_codec: str = "h264"        # videos are H.264 in MP4, what phones, browsers and editors play
     video_encoder: str = "software"  # hardware: the SoC's H.264 block (CM4); software: libx264 (CM5 has none)
+    # Faces blurred in every photo and video frame before anything is stored (docs/privacy.md).
+    # Off only for a board whose captures never leave a lab; on, a missing face model refuses capture.
+    blur_faces: bool = True
 
 
 VIDEO_CODECS = ("h264",)

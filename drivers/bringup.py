@@ -39,9 +39,11 @@ class Endpoints:
     speaker_stream_factory: object
     picam: object
     encoder_factory: object
+    mapped_array: object     # picamera2.MappedArray: how a frame filter reaches a request's frame
     thermal_path: Path
     soc: object
     sim: object = None      # drivers.sim.hardware.SimHardware on the sim board
+    phone: object = None    # the paired phone (the Phone port); None: no phone link
     closers: list = field(default_factory=list)
 
 
@@ -60,14 +62,14 @@ def _open_real(config, data_dir: Path, clock) -> Endpoints:
     except OSError as e:
         raise BusError(2, f"PortAudio is missing ({e}); install libportaudio2") from e
     device = _find_sound_card(sd, config.audio.card)
-    from picamera2 import Picamera2
+    from picamera2 import MappedArray, Picamera2
     encoder_factory = _video_encoder_factory(config)
     return Endpoints(
         i2c_bus=bus, i2c_name=f"i2c-{config.i2c.bus}", pin_factory=factory,
         mic_stream_factory=functools.partial(sd.InputStream, device=device),
         speaker_stream_factory=functools.partial(sd.OutputStream, device=device),
         picam=Picamera2(0 if config.camera.port == "cam0" else 1),
-        encoder_factory=encoder_factory,
+        encoder_factory=encoder_factory, mapped_array=MappedArray,
         thermal_path=Path(config.thermal.zone_path),
         soc=Soc(governor_paths=sorted(Path("/sys/devices/system/cpu").glob("cpu[0-9]*/cpufreq/scaling_governor")),
                 rtc_wakealarm="/sys/class/rtc/rtc0/wakealarm"),
@@ -120,14 +122,16 @@ def _find_sound_card(sd, card: str) -> int:
 
 
 def _open_sim(config, data_dir: Path, clock) -> Endpoints:
+    from .sim.camera import SimMappedArray
     from .sim.hardware import SimHardware
     sim = SimHardware(config, data_dir, clock)
     return Endpoints(
         i2c_bus=sim.i2c, i2c_name=f"sim-i2c-{config.i2c.bus}", pin_factory=sim.gpio.factory,
         mic_stream_factory=sim.mic_stream_factory, speaker_stream_factory=sim.speaker_stream_factory,
-        picam=sim.picam, encoder_factory=sim.encoder_factory, thermal_path=sim.thermal_path,
+        picam=sim.picam, encoder_factory=sim.encoder_factory, mapped_array=SimMappedArray,
+        thermal_path=sim.thermal_path,
         soc=Soc(poweroff=lambda: None),  # the sim "halts" by drawing halt watts
-        sim=sim, closers=[sim.close],
+        sim=sim, phone=sim.phone, closers=[sim.close],
     )
 
 
@@ -139,6 +143,19 @@ def open_endpoints(config, data_dir: Path, clock) -> Endpoints:
         raise ConfigError(f"{config.path}: mixes simulated and real parts ({', '.join(sorted(kinds))}); "
                           "a board is either all real or all sim")
     return _open_real(config, data_dir, clock)
+
+
+class FilteredCamera(InterlockedCamera):
+    """The interlocked camera, plus the raw camera's video `frame_filter` (face blurring),
+    which the capture service sets: it edits frames, it cannot start or light anything."""
+
+    @property
+    def frame_filter(self):
+        return self._camera.frame_filter
+
+    @frame_filter.setter
+    def frame_filter(self, fn) -> None:
+        self._camera.frame_filter = fn  # callable(frame) or None; read when a video starts
 
 
 class Board:
@@ -154,6 +171,7 @@ class Board:
         self.data_dir = Path(data_dir)
         self._ep = open_endpoints(config, self.data_dir, clock)
         self.sim = self._ep.sim
+        self.phone = self._ep.phone
         self.soc = self._ep.soc
         self.media_playing = False  # music from the phone: set by the media service
         pins = self._ep.pin_factory
@@ -200,7 +218,7 @@ class Board:
         cam = config.camera
         self._camera = Camera(self._ep.picam, self._ep.encoder_factory, still_size=cam.still_size,
                               lores_size=cam.lores_size, video_size=cam.video_size, fps=cam.fps,
-                              clock=self.clock, name=cam.port)
+                              clock=self.clock, name=cam.port, mapped_array=self._ep.mapped_array)
         audio = config.audio
         self.microphones = Microphones(self._ep.mic_stream_factory, rate_hz=audio.rate_hz,
                                        channels=audio.channels,
@@ -219,7 +237,7 @@ class Board:
         self._privacy_led = PrivacyLED(LED(capture.pin, pin_factory=pins),
                                        DigitalInputDevice(capture.readback_pin, pull_up=False,
                                                           pin_factory=pins), self.clock)
-        self.camera = InterlockedCamera(self._camera, self._privacy_led, name=cam.port)
+        self.camera = FilteredCamera(self._camera, self._privacy_led, name=cam.port)
         self.status_led = StatusLED(LED(config.leds["status"].pin, pin_factory=pins))
 
     # What selftest probes, in order: name -> (probe, required).

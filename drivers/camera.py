@@ -5,10 +5,14 @@ never imports picamera2, so it runs and is tested anywhere. Every call into the 
 goes through `Camera._call`, which enforces a deadline and translates native errors in
 one place; a failed camera is restarted by the next call, so a cleared fault recovers.
 Videos are H.264 in MP4: bring-up hands in the encoder factory that makes them, and a
-video is renamed into place only once it is a whole MP4 (its index written).
+video is renamed into place only once it is a whole MP4 (its index written). A
+`frame_filter` (face blurring) edits each video frame in place before the encoder sees
+it: it is installed as picamera2's `pre_callback` while recording, reaching the main
+stream through the `mapped_array` bring-up hands in (picamera2's MappedArray).
 """
 
 import contextlib
+import functools
 import io
 import logging
 import os
@@ -80,6 +84,8 @@ class _Recording:
     max_duration_s: float
     stop: threading.Event
     timer: threading.Thread | None = None
+    frame_filter: object = None
+    filter_failed: bool = False
 
 
 def _check_size(name: str, size) -> tuple[int, int]:
@@ -108,11 +114,18 @@ class Camera:
     takes, writing H.264 in an MP4 container to `path` (drivers/bringup.py builds it from
     the board file). Raises DeviceError / BusError / DeviceTimeout (all GlassesError)
     naming the camera.
+
+    `frame_filter(array)`, if set, edits every video frame in place (HxWx3 uint8 as the
+    main stream lies in memory: B, G, R for RGB888) before the encoder sees it; it runs on
+    the camera's thread and must keep up with the frame rate. A frame it fails on is
+    blacked out, never encoded as it was. `mapped_array(request, "main")` is picamera2's
+    MappedArray (SimMappedArray on the sim).
     """
 
     def __init__(self, picam, encoder_factory, still_size=(4608, 2592), lores_size=(640, 360),
                  video_size=(1920, 1080), fps=30, clock: Clock | None = None,
-                 jpeg_quality=90, capture_timeout_s=2.0, start_timeout_s=5.0, name="cam0"):
+                 jpeg_quality=90, capture_timeout_s=2.0, start_timeout_s=5.0, name="cam0",
+                 frame_filter=None, mapped_array=None):
         self._still_size = _check_size("still_size", still_size)
         self._lores_size = _check_size("lores_size", lores_size)
         self._video_size = _check_size("video_size", video_size)
@@ -142,6 +155,8 @@ class Camera:
         self._video: _Recording | None = None
         self._last_video: Path | None = None
         self.on_video_stopped = None  # callable(path, reason), called from the camera's thread
+        self.frame_filter = frame_filter  # read when a video starts
+        self._mapped_array = mapped_array
         picam.options["quality"] = jpeg_quality
 
     # -- state ---------------------------------------------------------------------------
@@ -371,9 +386,15 @@ class Camera:
             # The encoder writes a hidden temp file; stop_video renames it, so the data
             # directory never shows a half-written video.
             rec = _Recording(path, path.with_name(f".{path.name}.part"), max_duration_s,
-                             threading.Event())
+                             threading.Event(), frame_filter=self.frame_filter)
+            if rec.frame_filter is not None and self._mapped_array is None:
+                raise ConfigError(f"{self._name}: a frame filter is set but the camera was given "
+                                  "no mapped_array to reach the frames with")
             self._reconfigure("video")
             try:
+                # Before the encoder starts, so its first frame is filtered too.
+                self._picam.pre_callback = (functools.partial(self._filter_request, rec)
+                                            if rec.frame_filter is not None else None)
                 encoder, output = self._encoder_factory(str(rec.tmp_path))
                 self._call("start encoder", self._picam.start_encoder, encoder, output,
                            timeout_s=self._start_timeout_s)
@@ -398,6 +419,18 @@ class Camera:
         joined(rec.timer, self._lock_timeout_s)
         return path
 
+    def _filter_request(self, rec: _Recording, request) -> None:
+        """picamera2's pre_callback while recording (camera thread): the frame filter on "main"."""
+        with self._mapped_array(request, "main") as mapped:
+            frame = mapped.array
+            try:
+                rec.frame_filter(frame)
+            except Exception:  # fail closed: a frame the filter could not edit is not kept
+                frame[...] = 0
+                if not rec.filter_failed:
+                    rec.filter_failed = True
+                    log.exception("%s: the frame filter failed; its frames are blacked out", self._name)
+
     def _video_timer(self, rec: _Recording) -> None:
         if not self._clock.sleep(rec.max_duration_s, rec.stop):
             return  # stopped by request
@@ -419,6 +452,7 @@ class Camera:
             stop_error = exc
             raise
         finally:
+            self._picam.pre_callback = None
             # Even if the encoder did not stop cleanly, a finished file is kept; an
             # unfinished one is removed, with the encoder's error in the message.
             try:
@@ -438,6 +472,7 @@ class Camera:
             self._call("stop encoder", self._picam.stop_encoder, timeout_s=self._start_timeout_s)
         except Exception as stop_exc:  # it may never have started; the start's error is the one to report
             log.warning("%s: stopping a half-started encoder: %s", self._name, stop_exc)
+        self._picam.pre_callback = None
         rec.tmp_path.unlink(missing_ok=True)
         if self._state != "closed":
             # Still in the video configuration: the next call restarts the camera for stills.

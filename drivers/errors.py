@@ -31,3 +31,7 @@ class DeviceTimeout(GlassesError, TimeoutError):
 
 class Unsupported(GlassesError, NotImplementedError):
     """The board has no such capability (for example `sim` commands on a real board)."""
+
+
+class Unreachable(GlassesError, ConnectionError):
+    """A device outside the glasses (the paired phone) is not there or did not answer."""

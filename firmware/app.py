@@ -22,6 +22,9 @@ from .capture.capture import Capture, CaptureSettings
 from .events import EventBus, LogTail
 from .meeting.recorder import Recorder
 from .meeting.transcriber import Transcriber
+from .payments.flow import Payments
+from .payments.phone import NoPhone
+from .payments.scanner import Scanner
 from .power import modes as m
 from .power.conditions import Conditions, ModeScheduler, Thresholds
 from .power.energy import Activity, EnergyMeter
@@ -134,9 +137,15 @@ class Firmware:
         self.conversation = Conversation(self.model_worker, self.speech, self.modes, self.events)
         self.translator = Translator(self.model_worker, self.speech, self.modes, self.events)
         self.reader = Reader(self.capture, self.model_worker, self.translator, self.blocking)
+        # Payments: codes read through the interlocked camera, confirmed only by the button
+        # while worn, handed to the phone's wallet (none until a phone is linked).
+        self.phone = board.phone or NoPhone()
+        self.payments = Payments(Scanner(self.capture, self.blocking, clock), self.phone,
+                                 self.speech, self.events, clock, self.blocking, self.data_dir,
+                                 worn=lambda: self.fresh_conditions().worn)
         self.router = Router(self.capture, self.recorder, board.speaker, self.conversation, clock,
                              self.fresh_conditions, self.data_dir, translator=self.translator,
-                             reader=self.reader)
+                             reader=self.reader, payments=self.payments, privacy=self.capture)
         self.assistant = Assistant(self.hub, self.voice_worker, self.model_worker, self.arbiter,
                                    self.modes, clock, self.events, self.speech, self.cues,
                                    self.router, self.conversation, self.blocking, self.data_dir,
@@ -190,9 +199,14 @@ class Firmware:
         if gesture in ("click", "double", "long"):
             self.events.emit("button", f"{button} {gesture}")
         self.scheduler.touch()
+        if self.payments.gesture(button, gesture):
+            return                  # a payment offer was waiting for this press
         self.assistant.gesture(button, gesture)
         if button == "capture" and gesture == "click" and self.modes.policy.camera:
             spawn(self._button_photo(), name="button-photo")
+        elif button == "capture" and gesture == "long":      # "don't record me", and back
+            if not self.capture.resume_privacy():
+                spawn(self.capture.pause_privacy("the capture button was held"), name="privacy")
 
     async def _button_photo(self) -> None:
         try:

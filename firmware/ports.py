@@ -21,6 +21,7 @@ Who implements each port:
 | Earcons | voice.cues.Cues |
 | Frames | capture.capture.Capture |
 | TextModels | worker.client.InferenceClient (the model worker) |
+| Phone | payments.phone.NoPhone (until the phone link), drivers.sim.phone.SimPhone |
 | VoiceModels, LanguageModels, MeetingModels | worker.client.InferenceClient (voice and model workers) |
 """
 
@@ -177,9 +178,12 @@ class MeetingModels(LanguageModels, Protocol):
 
 
 class Frames(Protocol):
-    """Frames to read text in (capture.Capture): through the interlocked camera, never saved."""
+    """Frames to read text and codes in (capture.Capture): through the interlocked camera,
+    never saved. `owner` names who holds the camera for the arbiter."""
 
-    async def lores_frame(self) -> np.ndarray: ...
+    async def lores_frame(self, owner: str = "assistant") -> np.ndarray: ...
+    def looking(self, owner: str = "assistant"):
+        """Async context: yields `async next_frame() -> luma`, the camera held between them."""
     async def still_jpeg(self) -> bytes: ...
 
 
@@ -194,3 +198,14 @@ class TextModels(Protocol):
 
 Touch = Callable[[], None]            # "the user did something": restarts idle timeouts
 Conditions = Callable[[], Any]        # the latest power.conditions.Conditions
+
+
+class Phone(Protocol):
+    """The paired phone: the wallet a payment is handed to, the shop a product code is
+    looked up in. Unreachable (drivers.errors) when it is not there."""
+
+    name: str
+    connected: bool
+
+    async def pay(self, request: dict) -> dict: ...        # {"status": "paid"|"declined", ...}
+    async def lookup(self, code: str) -> str | None: ...

@@ -113,6 +113,20 @@ def test_a_sign_is_translated_and_no_text_is_said_so(fw):
 
 
 @real_models
+def test_a_question_about_what_is_in_view_is_answered_from_its_text_only(fw):
+    """No vision model: the price comes from the text read, and with no text the answer
+    says what the glasses cannot do rather than guess."""
+    fw.cmd(f"sim scene {sign(fw.tmp / 'price.png', ['Espresso', '3.50'])}")
+    reply = fw.cmd("ask how much is this", timeout_s=90)
+    assert reply.ok and "3.50" in reply.lines[0], reply.lines
+    Image.new("RGB", (1600, 900), (128, 128, 128)).save(fw.tmp / "blank.png")
+    fw.cmd(f"sim scene {fw.tmp / 'blank.png'}")
+    reply = fw.cmd("ask what is this price", timeout_s=90)
+    assert reply.lines == ["I can't see any text to answer from, and I can only read text, "
+                           "not pictures or objects."]
+
+
+@real_models
 def test_reading_is_refused_without_the_privacy_light_or_when_hot(fw):
     fw.cmd("sim led broken")
     reply = fw.cmd("read", timeout_s=60)

@@ -3,6 +3,9 @@
 It implements only the Picamera2 subset that drivers/camera.py uses, failing the way the
 real one does (RuntimeError on misuse), plus a `fault` hook for the fault matrix. Its
 encoder writes real MP4 files with H.264 video (drivers/sim/h264.py), as a board does.
+`pre_callback` is honoured as picamera2 does: called with each request before its frames
+are handed on (to the encoder or to a capture), editing them in place through
+SimMappedArray, picamera2's MappedArray for sim requests.
 """
 
 import os
@@ -19,7 +22,7 @@ from drivers.errors import ConfigError, DeviceTimeout
 
 from .h264 import FfmpegPipe, SimH264Encoder, SimMp4Output, sim_encoder_factory
 
-__all__ = ["FAULTS", "Scene", "SimPicamera2", "SimH264Encoder", "SimMp4Output",
+__all__ = ["FAULTS", "Scene", "SimMappedArray", "SimPicamera2", "SimH264Encoder", "SimMp4Output",
            "sim_encoder_factory", "noise_frame", "rgb_to_yuv420"]
 
 FAULTS = (None, "gone", "timeout", "garbage")
@@ -177,6 +180,36 @@ class Scene:
         return self._source.render(tuple(int(v) for v in size), t_s, frame_no)
 
 
+class SimRequest:
+    """What picamera2 hands a pre_callback: one sensor frame's buffers, by stream name."""
+
+    def __init__(self, arrays: dict):
+        self._arrays = arrays
+
+
+class SimMappedArray:
+    """picamera2.MappedArray for a SimRequest: `with SimMappedArray(request, "main") as m:`
+    gives `m.array`, the stream's buffer as it lies in memory, edited in place."""
+
+    def __init__(self, request: SimRequest, stream: str, write: bool = True):
+        if stream not in request._arrays:
+            raise RuntimeError(f"Stream {stream!r} is not in this request")
+        self._array = request._arrays[stream]
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc_info):
+        return False
+
+    @property
+    def array(self) -> np.ndarray:
+        return self._array
+
+
+# Raw video frames for ffmpeg, by the main stream's format (as the frames lie in memory).
+_PIX_FMT = {"RGB888": "bgr24", "BGR888": "rgb24"}
+
 # How long stopping waits for the encoder thread: it is between frames, rendering one, or
 # handing one to ffmpeg. Past this ffmpeg is stuck and is killed, which frees the thread.
 ENCODER_JOIN_TIMEOUT_S = 1.0
@@ -221,6 +254,8 @@ class SimPicamera2:
         self._t_start_s = 0.0
         self._encoder: _EncoderJob | None = None
         self.frames_encoded = 0  # frames the last video's encoder was given (for tests)
+        # picamera2's: callable(request), run on every request before its frames are used.
+        self.pre_callback = None
 
     @property
     def fault(self):
@@ -346,15 +381,31 @@ class SimPicamera2:
                 "ExposureTime": int(frame_us * 0.9), "AnalogueGain": 1.0, "DigitalGain": 1.0,
                 "Lux": 400.0, "ColourTemperature": 5000}
 
-    def capture_array(self, name: str = "main", wait=None) -> np.ndarray:
-        stream = self._stream_of(name)
-        frame_no, t_s = self._wait_frame()
-        rgb = self._rgb(stream, frame_no, t_s)
+    @staticmethod
+    def _in_memory(stream, rgb):
+        """A rendered RGB frame laid out as libcamera gives the stream's format."""
         if stream["format"] == "YUV420":
             return rgb_to_yuv420(rgb)
         if stream["format"] == "RGB888":
             return np.ascontiguousarray(rgb[..., ::-1])  # libcamera's RGB888 is B, G, R in memory
         return rgb
+
+    def _request(self, names, frame_no, t_s) -> dict:
+        """One frame's buffers for the streams `names`, after the pre_callback (which, as in
+        picamera2, sees the main stream too)."""
+        callback = self.pre_callback
+        if callback is not None:
+            names = {"main", *names}
+        arrays = {n: self._in_memory(self._stream_of(n), self._rgb(self._stream_of(n), frame_no, t_s))
+                  for n in names}
+        if callback is not None:
+            callback(SimRequest(arrays))
+        return arrays
+
+    def capture_array(self, name: str = "main", wait=None) -> np.ndarray:
+        self._stream_of(name)
+        frame_no, t_s = self._wait_frame()
+        return self._request({name}, frame_no, t_s)[name]
 
     def capture_file(self, file_output, name: str = "main", format=None, wait=None) -> dict:
         stream = self._stream_of(name)
@@ -365,7 +416,12 @@ class SimPicamera2:
             raise ValueError(f"unsupported capture_file format {format!r}")
         frame_no, t_s = self._wait_frame()
         options = {"quality": self.options["quality"]} if pil_format == "JPEG" else {}
-        Image.fromarray(self._rgb(stream, frame_no, t_s)).save(file_output, format=pil_format, **options)
+        if stream["format"] == "YUV420":
+            rgb = self._rgb(stream, frame_no, t_s)  # not converted back: stills are RGB here
+        else:
+            frame = self._request({name}, frame_no, t_s)[name]
+            rgb = frame[..., ::-1] if stream["format"] == "RGB888" else frame
+        Image.fromarray(np.ascontiguousarray(rgb)).save(file_output, format=pil_format, **options)
         return self._metadata(t_s)
 
     def capture_metadata(self, wait=None) -> dict:
@@ -383,14 +439,17 @@ class SimPicamera2:
             if self._encoder is not None:
                 raise RuntimeError("Encoder already running")
             stream, frame_s, generation = self._config["main"], self._frame_s, self._generation
+        if stream["format"] not in _PIX_FMT:
+            raise RuntimeError(f"the sim encodes RGB888 or BGR888 main streams, not {stream['format']}")
         # The container's frame rate is the sensor's: frames are paced at frame_s.
         pipe = FfmpegPipe(output.path, stream["size"],
-                          Fraction(1 / frame_s).limit_denominator(1001), encoder)
+                          Fraction(1 / frame_s).limit_denominator(1001), encoder,
+                          pix_fmt=_PIX_FMT[stream["format"]])
         try:
             # Started outside the lock (it takes about 0.1 s): frames keep flowing meanwhile.
             now_s = self.clock.monotonic()
             pipe.start(None if self._fault in ("gone", "timeout") else
-                       self._rgb(stream, int((now_s - self._t_start_s) / frame_s), now_s))
+                       self._request({"main"}, int((now_s - self._t_start_s) / frame_s), now_s)["main"])
             with self._changed:
                 if self._generation != generation:
                     raise RuntimeError("Camera stopped while the encoder was starting")
@@ -407,7 +466,7 @@ class SimPicamera2:
         job.thread.start()
 
     def _encode(self, job: _EncoderJob) -> None:
-        stream, frame_s = self._config["main"], self._frame_s
+        frame_s = self._frame_s
         next_s = job.first_s
         try:
             while True:
@@ -419,8 +478,11 @@ class SimPicamera2:
                     next_s = now_s  # fell behind: drop frames, as a real pipeline does
                 if self._fault in ("gone", "timeout"):
                     continue  # no frames arrive from the sensor
-                job.pipe.write(self._rgb(stream, int((now_s - self._t_start_s) / frame_s), now_s))
+                frame_no = int((now_s - self._t_start_s) / frame_s)
+                job.pipe.write(self._request({"main"}, frame_no, now_s)["main"])
         except OSError as exc:  # ffmpeg died (broken pipe): reported by stop_encoder
+            job.error = exc
+        except Exception as exc:  # a pre_callback failed: no further frames; reported by stop_encoder
             job.error = exc
 
     def _finish_encoder(self, job: _EncoderJob) -> None:

@@ -38,6 +38,10 @@ MISSING = ("sim camera: recording video needs the `ffmpeg` program (Debian's ffm
            "or run scripts/setup.sh")
 
 
+# Raw frames as they lie in memory: libcamera's RGB888 is B, G, R (bgr24), BGR888 is R, G, B.
+PIX_FMTS = ("rgb24", "bgr24")
+
+
 class SimH264Encoder:
     """Stand-in for picamera2's H.264 encoders: libx264 `preset`, yuv420p, a keyframe every `iperiod` frames."""
 
@@ -69,7 +73,10 @@ class FfmpegPipe:
     DeviceTimeout (ffmpeg did not finish in time; it is killed).
     """
 
-    def __init__(self, path: str, size: tuple[int, int], rate: Fraction, encoder: SimH264Encoder):
+    def __init__(self, path: str, size: tuple[int, int], rate: Fraction, encoder: SimH264Encoder,
+                 pix_fmt: str = "rgb24"):
+        if pix_fmt not in PIX_FMTS:
+            raise ValueError(f"sim encoder: frames must be one of {PIX_FMTS}, not {pix_fmt!r}")
         exe = shutil.which(FFMPEG)
         if exe is None:
             raise Unsupported(MISSING)
@@ -79,7 +86,7 @@ class FfmpegPipe:
         self.frames = 0
         self._killed = False
         cmd = [exe, "-hide_banner", "-nostats", "-loglevel", "error", "-y",
-               "-f", "rawvideo", "-pix_fmt", "rgb24", "-video_size", f"{w}x{h}",
+               "-f", "rawvideo", "-pix_fmt", pix_fmt, "-video_size", f"{w}x{h}",
                "-framerate", f"{rate.numerator}/{rate.denominator}", "-i", "pipe:0",
                "-an", "-c:v", "libx264", "-preset", encoder.preset, "-g", str(encoder.iperiod),
                # One encoder thread: the sim shares its two cores with the firmware and tests.
@@ -134,7 +141,8 @@ class FfmpegPipe:
             watchdog.cancel()
 
     def write(self, rgb: np.ndarray) -> None:
-        """Hand one RGB HxWx3 uint8 frame to ffmpeg; blocks while ffmpeg is busy (BrokenPipeError if it died)."""
+        """Hand one HxWx3 uint8 frame (in the pipe's pix_fmt) to ffmpeg; blocks while ffmpeg is
+        busy (BrokenPipeError if it died)."""
         h, w = rgb.shape[:2]
         if (w, h) != self.size or rgb.dtype != np.uint8:
             raise ValueError(f"frame {w}x{h} {rgb.dtype} does not match the {self.size} uint8 stream")

@@ -5,6 +5,12 @@ service is given streams only while the capture LED is lit and reads back, and r
 frame otherwise. Here: the mode's policy (photo, video) and the board's budgets (battery
 floor and thermal margin for video) decide before the camera starts; the arbiter decides
 who holds it; a refusal is an error, an event and a spoken cue, and nothing is saved.
+
+Faces are blurred before anything is stored (faces.py, docs/privacy.md): a photo's JPEG
+between the camera and the disk, a video's frames before the encoder sees them. With
+blurring on and the face model missing or broken, capture is refused: never stored
+unblurred. "Don't record me" (`pause_privacy`) stops videos and interval capture and
+refuses every capture until `resume_privacy`.
 """
 
 import asyncio
@@ -22,6 +28,7 @@ from ..power import modes as m
 from ..arbiter import Busy
 from ..tasks import spawn
 from .exif import photo_name, with_exif_time
+from .faces import FaceBlur, FaceModelError
 
 log = logging.getLogger("glasses.capture")
 
@@ -30,6 +37,9 @@ MAX_BURST = 20
 MIN_INTERVAL_S = 2.0
 BLOCKED = "Camera blocked. The privacy light is covered or broken."
 TRIPPED = "Camera stopped. The privacy light failed."
+PAUSED = "Capture is paused: someone asked not to be recorded"
+RESUMED = "Capture resumed."
+NO_FACE_MODEL = "Capture refused: the face blurring model is missing."
 
 
 class CaptureRefused(GlassesError, RuntimeError):
@@ -44,19 +54,27 @@ class CaptureSettings:
     video_min_percent: float         # no video below this battery level unless charging
     hot_c: float
     video_margin_c: float            # no video within this much of hot_c
+    blur_faces: bool = True          # faces blurred before anything is stored
+    blur_threads: int = 2            # onnxruntime threads for face detection
 
     @classmethod
     def from_board(cls, config) -> "CaptureSettings":
         return cls(config.camera.sensor, config.battery.video_min_percent,
-                   config.thermal.hot_c, config.thermal.video_margin_c)
+                   config.thermal.hot_c, config.thermal.video_margin_c,
+                   config.camera.blur_faces, config.inference.threads)
 
 
 class Capture:
-    """Capture for one firmware; `conditions()` gives the latest power.conditions.Conditions."""
+    """Capture for one firmware; `conditions()` gives the latest power.conditions.Conditions.
+
+    `faces` blurs faces when settings.blur_faces is on (default: a FaceBlur of its own,
+    loading the model at the first capture).
+    """
 
     def __init__(self, camera: Camera, claims: Claims, modes: ModeGate, clock: Clock,
                  events: EventSink, speech: Speaks, earcons: Earcons, blocking: Blocking,
-                 data_dir: Path, settings: CaptureSettings, conditions, always_on: bool = False):
+                 data_dir: Path, settings: CaptureSettings, conditions, always_on: bool = False,
+                 faces: FaceBlur | None = None):
         self.camera, self.claims, self.modes, self.clock = camera, claims, modes, clock
         self.events, self.speech, self.earcons, self.blocking = events, speech, earcons, blocking
         self.settings = settings
@@ -66,7 +84,11 @@ class Capture:
         self._video = None            # (claim, path, entered) while recording
         self._interval: asyncio.Task | None = None
         self.photos_taken = 0
+        self.faces_blurred = 0        # in photos: faces found and blurred before saving
         self._photos_in_progress = 0
+        self.faces = (faces or FaceBlur(settings.blur_threads)) if settings.blur_faces else None
+        self._video_filter = None     # the running video's faces.VideoFaceFilter
+        self._paused: str | None = None   # why capture is paused ("don't record me")
         loop = asyncio.get_running_loop()
         # The HAL calls these from its own threads: hand over to the loop, nothing more.
         camera.on_tripped = lambda reason: loop.call_soon_threadsafe(self._tripped, reason)
@@ -77,6 +99,7 @@ class Capture:
 
     # Checks shared by every kind of capture.
     def _check_allowed(self, video: bool) -> None:
+        self._check_not_paused()
         policy, mode = self.modes.policy, self.modes.mode
         if not policy.camera:
             raise CaptureRefused(f"the camera is off in {mode} mode"
@@ -110,6 +133,32 @@ class Capture:
         if entered and self.modes.mode == m.CAPTURE:
             self.modes.fire("capture_done", "capture finished")
 
+    def _check_not_paused(self) -> None:
+        if self._paused is not None:
+            spawn(self.speech.say(PAUSED + "."))
+            raise CaptureRefused(f"{PAUSED} ({self._paused}); resume capture to record again")
+
+    async def _faces_ready(self) -> None:
+        """Load the face model (once) before the camera starts; CaptureRefused, said aloud,
+        when it is missing or broken: nothing is captured unblurred."""
+        if self.faces is None or self.faces.loaded:
+            return
+        try:
+            await self.blocking.run(self.faces.load)
+        except FaceModelError as e:
+            self.events.emit("fault", f"faces {e}")
+            await self.speech.say(NO_FACE_MODEL)
+            raise CaptureRefused(str(e)) from None
+
+    def _blur_photo(self, jpeg: bytes) -> tuple[bytes, int]:
+        """(JPEG to store, faces blurred); blocking. Blurring off: the camera's bytes."""
+        if self.faces is None:
+            return jpeg, 0
+        try:
+            return self.faces.blur_jpeg(jpeg)
+        except (FaceModelError, ValueError) as e:
+            raise CaptureRefused(f"the photo was not saved: face blurring failed ({e})") from None
+
     async def _refuse(self, e: InterlockError) -> CaptureRefused:
         self.events.emit("capture", f"refused: {e}")
         await self.speech.say(BLOCKED)
@@ -123,6 +172,7 @@ class Capture:
         if not 1 <= count <= MAX_BURST:
             raise CaptureRefused(f"burst of {count}: choose 1 to {MAX_BURST} photos")
         self._check_allowed(video=False)
+        await self._faces_ready()
         saved: list[Path] = []
         async with self._camera(owner):
             entered = self._enter()
@@ -130,14 +180,19 @@ class Capture:
                 for i in range(count):
                     if i and gap_s:
                         await self.clock.asleep(gap_s)
+                    self._check_not_paused()
                     jpeg = await self.blocking.run(self.camera.capture_jpeg)
                     wall = self.clock.wall()
+                    jpeg, faces = await self.blocking.run(self._blur_photo, jpeg)
+                    self._check_not_paused()   # asked while this one was taken: not stored
                     path = self.photos / f"{photo_name(wall)}.jpg"
                     await self.blocking.run(write_atomic, path,
                                             with_exif_time(jpeg, wall, self.settings.sensor))
                     saved.append(path)
                     self.photos_taken += 1
-                    self.events.emit("capture", f"photo {path.name}")
+                    self.faces_blurred += faces
+                    blurred = f" ({faces} face{'s' * (faces != 1)} blurred)" if faces else ""
+                    self.events.emit("capture", f"photo {path.name}{blurred}")
             finally:
                 self._leave(entered)
         self.earcons.earcon("shutter")
@@ -175,8 +230,23 @@ class Capture:
         async with self._camera(owner):
             return await self.blocking.run(read)
 
+    @contextlib.asynccontextmanager
+    async def looking(self, owner: str = "assistant"):
+        """The camera kept streaming for a run of lores frames (scanning a code for a
+        second): the privacy LED stays lit throughout rather than blinking per frame.
+        Yields an async function that returns the next frame, checked as lores_frame is."""
+        self._check_allowed(video=False)
+
+        async def next_frame():
+            self._check_allowed(video=False)        # a mode change or pause ends the look
+            return await self.blocking.run(self.camera.capture_lores)
+
+        async with self._camera(owner):
+            yield next_frame
+
     # Interval capture: the "what did I see" journal.
     def start_interval(self, every_s: float, count: int | None = None) -> None:
+        self._check_not_paused()
         if not every_s >= MIN_INTERVAL_S:    # also refuses NaN
             raise CaptureRefused(f"interval must be at least {MIN_INTERVAL_S:g} s")
         self.stop_interval()
@@ -217,6 +287,14 @@ class Capture:
         if self._video is not None:
             raise CaptureRefused("a video is already recording; `capture stop` first")
         self._check_allowed(video=True)
+        await self._faces_ready()
+        video_filter = self.faces.video_filter() if self.faces is not None else None
+        if video_filter is not None and not hasattr(self.camera, "frame_filter"):
+            raise CaptureRefused("this camera cannot blur video frames, so no video is recorded; "
+                                 "turn face blurring off in the board file to record unblurred")
+        if hasattr(self.camera, "frame_filter"):
+            self.camera.frame_filter = video_filter
+        self._video_filter = video_filter
         claim = self._claim("video", ["camera", "microphones"],
                             on_preempt=lambda: spawn(self.stop_video("preempted")))
         entered = self._enter()
@@ -274,8 +352,40 @@ class Capture:
         if not path.exists():
             self.events.emit("capture", f"video {path.name} was not saved ({reason})")
             return None
-        self.events.emit("capture", f"video saved {path.name} ({reason})")
+        blurred = self._video_filter
+        said = f", faces blurred in {blurred.frames_with_faces} of {blurred.frames} frames" \
+            if blurred is not None and blurred.frames_with_faces else ""
+        self.events.emit("capture", f"video saved {path.name} ({reason}{said})")
         return path
+
+    # "Don't record me": the voice phrase and the button gesture end here.
+    @property
+    def privacy_paused(self) -> bool:
+        """True while someone's request not to be recorded holds every capture off."""
+        return self._paused is not None
+
+    async def pause_privacy(self, reason: str, say: bool = True) -> None:
+        """Stop a video (it is saved) and interval capture, and refuse every capture, said
+        aloud (unless the caller says it), until resume_privacy(). `reason` says who asked,
+        for the event and refusals."""
+        first = self._paused is None
+        self._paused = reason
+        self.stop_interval()
+        await self.stop_video(f"paused: {reason}")
+        if first:
+            self.events.emit("privacy", f"capture paused: {reason}")
+            if say:
+                await self.speech.say(PAUSED + ".")
+
+    def resume_privacy(self, say: bool = True) -> bool:
+        """Allow capture again; False if it was not paused."""
+        if self._paused is None:
+            return False
+        self._paused = None
+        self.events.emit("privacy", "capture resumed")
+        if say:
+            spawn(self.speech.say(RESUMED))
+        return True
 
     async def close_all(self, reason: str) -> None:
         """Stop everything that writes files (power-down, shutdown)."""

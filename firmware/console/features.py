@@ -11,7 +11,7 @@ from drivers.errors import GlassesError
 from .commands import CommandError, command
 
 CAPTURE_USAGE = ("capture photo | capture burst N | capture video SECONDS | "
-                 "capture interval SECONDS|stop | capture stop")
+                 "capture interval SECONDS|stop | capture stop | capture pause|resume")
 
 
 def _seconds(text: str) -> float:
@@ -38,6 +38,10 @@ def _action(args: list[str]) -> tuple[str, dict] | None:
             return "interval_start", {"seconds": _seconds(seconds)}
         case ["stop"]:
             return "capture_stop", {}
+        case ["pause"]:                 # "don't record me"
+            return "privacy_pause", {}
+        case ["resume"]:
+            return "privacy_resume", {}
     return None
 
 

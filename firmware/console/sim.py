@@ -28,6 +28,7 @@ USAGE = [
     "sim led ok|broken",
     "sim advance SECONDS",
     "sim speaker",
+    "sim phone [on|off | wallet approve|decline|silent | product DIGITS TEXT]",
 ]
 
 
@@ -202,8 +203,31 @@ async def sim_speaker(fw, sim, args):
     return lines or ["(nothing played yet)"]
 
 
+async def sim_phone(fw, sim, args):
+    """The wearer's phone: there or gone, what its wallet answers, what a product looks up to.
+    Without arguments: its state and every payment handed to it."""
+    usage = USAGE[-1]
+    phone = sim.phone
+    match args:
+        case []:
+            lines = [f"phone {'on' if phone.present else 'off'}, wallet {phone.wallet}, "
+                     f"{len(phone.products)} products, {len(phone.payments)} payments received"]
+            return lines + [f"received {p['payee']} {p['amount']} {p['currency']} ({p['scheme']})"
+                            for p in phone.payments]
+        case ["on" | "off" as state]:
+            phone.present = state == "on"
+        case ["wallet", "approve" | "decline" | "silent" as answer]:
+            phone.wallet = answer
+        case ["product", digits, *words] if digits.isdigit() and words:
+            phone.products[digits] = " ".join(words)
+        case _:
+            raise CommandError(f"usage: {usage}")
+    return [f"phone {' '.join(args)}"]
+
+
 SUBCOMMANDS = {
     "button": sim_button, "say": sim_say, "mic": sim_mic, "scene": sim_scene,
     "wear": sim_wear, "battery": sim_battery, "charger": sim_charger, "temp": sim_temp,
     "fault": sim_fault, "led": sim_led, "advance": sim_advance, "speaker": sim_speaker,
+    "phone": sim_phone,
 }

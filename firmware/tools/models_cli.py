@@ -101,6 +101,15 @@ def cmd_build_test(args) -> int:
 
 def cmd_bench(args) -> int:
     from . import bench
+    if args.camera:
+        from . import bench_camera, bench_faces
+        threads = args.threads or 2
+        qr = bench_camera.measure()
+        if args.json:
+            print(json.dumps({"qr": qr, "faces": bench_faces.run(threads)}))
+            return 0
+        print(bench_camera.summary(qr))
+        return bench_faces.main(threads=threads)
     options = {}
     for kv in args.session_option or ():
         key, sep, value = kv.partition("=")
@@ -159,6 +168,8 @@ def add_subcommands(subparsers) -> None:
                                      "models/real-build if built, else models/test-build)")
     be.add_argument("--quality", action="store_true",
                     help="word error rate, command accuracy and false actions, LLM fact accuracy")
+    be.add_argument("--camera", action="store_true",
+                    help="frame to decoded QR code and face blurring, on the sim board's drivers")
     be.add_argument("--json", action="store_true", help="one JSON object")
     be.add_argument("--threads", type=int, default=None, help="inference threads (default: all cores)")
     be.add_argument("--tokens", type=int, default=128, help="tokens to decode per LLM run")

@@ -303,7 +303,7 @@ class Assistant:
                 raise intent
             if intent.action is not None:
                 self.events.emit("assistant", f"command {intent.action}")
-                outcome = await self.router.run(intent.action, **(args or {}))
+                outcome = await self.router.run(intent.action, **{**intent.args, **(args or {})})
                 await self.speech.say(outcome.say, outcome.language)
             else:
                 reply = await self.conversation.answer(intent)
@@ -316,7 +316,8 @@ class Assistant:
             error = e
             outcome = Outcome(f"Sorry, {e}", (f"Sorry, {e}",))
             self.events.emit("assistant", f"failed: {e}")
-            await self.speech.say("Sorry, that did not work.")
+            # An error meant for the wearer (a payment refused, and why) is said as it is.
+            await self.speech.say(getattr(e, "say", None) or "Sorry, that did not work.")
         return outcome, error
 
     async def close(self) -> None:

@@ -8,7 +8,7 @@ are the router's (router.py).
 import difflib
 import re
 import unicodedata
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 LANGUAGES = {"en": "English", "zh": "Chinese", "ko": "Korean"}
 
@@ -42,6 +42,17 @@ PHRASES: dict[str, tuple[str, ...]] = {
              "what does this say", "what does that say", "what does the sign say"),
     "read_translate": ("translate this", "translate that", "translate this sign",
                        "translate the sign", "translate the text"),
+    "ask_view": ("what is this price", "what's the price", "how much is this",
+                 "how much does this cost", "what does this cost", "what is on the menu",
+                 "what's on the menu"),
+    "scan": ("scan this", "scan this code", "scan the code", "what is this code",
+             "what's this code", "read the code", "what is this product", "look this up"),
+    "pay": ("pay this", "pay with this code", "pay the bill", "scan to pay", "pay here"),
+    "pay_cancel": ("cancel the payment", "don't pay", "do not pay", "cancel payment"),
+    "pay_confirm": ("confirm", "confirm the payment", "yes pay", "pay now", "confirm payment"),
+    "privacy_pause": ("don't record me", "do not record me", "stop recording me",
+                      "please don't record me", "pause the camera"),
+    "privacy_resume": ("you can record again", "resume the camera", "camera on again"),
     "volume_up": ("volume up", "louder", "turn it up", "turn the volume up", "turn up the volume"),
     "volume_down": ("volume down", "quieter", "turn it down", "turn the volume down",
                     "turn down the volume"),
@@ -61,6 +72,15 @@ class Intent:
     action: str | None      # a router action, or None for a question to the LLM
     text: str
     language: str
+    args: dict = field(default_factory=dict)    # what the words carried ("pay 25 yuan")
+
+
+# Commands that carry a value, matched on the text as heard (before normalize() drops the
+# decimal point): "pay 25 yuan", "pay 12.50 dollars", "pay ¥25", as Whisper writes them.
+SYMBOLS = {"¥": "yuan", "￥": "yuan", "₹": "rupees", "€": "euros", "$": "dollars",
+           "r$": "reais", "£": "pounds", "₩": "won", "฿": "baht"}
+_PAY = re.compile(r"^(?:please )?pay (?P<symbol>r\$|[¥￥₹€$£₩฿])?(?P<amount>\d[\d,]*(?:\.\d{1,2})?)"
+                  r"(?: (?P<currency>[a-z]+))?(?: please)?$")
 
 
 # Words that carry no command: politeness, the wake word said along, hesitations. A
@@ -130,4 +150,16 @@ def match(text: str, language: str | None = None) -> Intent:
     text decides when it is not given or not one the assistant answers in.
     """
     lang = language if language in LANGUAGES else language_of(text)
-    return Intent(action_of(text), text.strip(), lang)
+    said = unicodedata.normalize("NFKC", text).lower().strip().rstrip(".!?")
+    said = " ".join(said.replace(",", " ,").replace(" ,", ",").split())
+    paying = _PAY.match(said)
+    if paying is not None:
+        currency = paying["currency"] or SYMBOLS.get(paying["symbol"] or "")
+        args = {"amount": paying["amount"].replace(",", "")}
+        if currency:
+            args["currency"] = currency
+        return Intent("pay", text.strip(), lang, args)
+    action = action_of(text)
+    if action == "ask_view":             # the question itself is what the answer needs
+        return Intent(action, text.strip(), lang, {"question": text.strip()})
+    return Intent(action, text.strip(), lang)

@@ -17,6 +17,7 @@ blurs more than a rendered image, so the bar is not lower (docs/translation.md).
 
 import io
 import logging
+import re
 import time
 from dataclasses import dataclass
 
@@ -141,6 +142,36 @@ class Reading:
                       f"(OCR {self.ocr_seconds:.2f} s)"]
 
 
+@dataclass(frozen=True)
+class Answer:
+    """A question about what is in view, answered from the text read there."""
+
+    question: str
+    reading: Reading
+    say: str
+    checked: bool                 # the LLM's answer kept (its numbers are in the text)
+    say_language: str = "en"
+
+    def report(self) -> list[str]:
+        return [f"question: {self.question}", f"answer: {self.say}",
+                *self.reading.report()] + ([] if self.checked else
+                                           ["the model's answer was not used: it named numbers "
+                                            "not in the text, or could not tell"])
+
+
+ANSWER_SYSTEM = (
+    "You answer a question about text that camera glasses read with OCR. You cannot see "
+    "pictures, objects, colours or people: you only know the text given. Answer in one short "
+    "sentence using only that text. If the text does not answer the question, say: "
+    "I can't tell from the text.")
+ANSWER_TOKENS = 60
+
+
+def numbers_in(text: str) -> set[str]:
+    """The numbers written in `text` (12.50 and 12,50 alike), for checking an answer."""
+    return {n.lstrip("0") or "0" for n in re.findall(r"\d+(?:[.,]\d+)?", text.replace(",", "."))}
+
+
 class Reader:
     """Reads text in view; `read(translate_to=None)` -> Reading. The wearer's language is
     what "translate this sign" translates into."""
@@ -187,6 +218,34 @@ class Reader:
                           ocr_s, translation, translate_to)
         log.info("read %r from %s", text[:80], ", ".join(frames))
         return reading
+
+    async def answer(self, question: str) -> Answer:
+        """A question about what is in view ("how much is this?"), from the text read there.
+
+        There is no vision model: the honest answer to what cannot be read is that. The
+        small LLM may invent a price; an answer naming a number that is not in the text is
+        not used, and the text itself is read out instead.
+        """
+        reading = await self.read()
+        if not reading.lines:
+            return Answer(question, reading, "I can't see any text to answer from, and I can "
+                          "only read text, not pictures or objects.", True)
+        why = self.translator.llm_off()
+        if why is not None:
+            return Answer(question, reading, f"I read: {reading.text}", False, reading.language)
+        stream = self.models.generate(
+            messages=[{"role": "user", "content": f"Text: {reading.text}\nQuestion: {question}"}],
+            system=ANSWER_SYSTEM, max_tokens=ANSWER_TOKENS, timeout_s=OCR_TIMEOUT_S)
+        try:
+            said = " ".join("".join([piece async for piece in stream]).split())
+        except GlassesError as e:
+            log.warning("answer about the view failed: %s", e)
+            said = ""
+        invented = numbers_in(said) - numbers_in(reading.text)
+        # "I can't tell" with text in view: the text itself is more use than a shrug.
+        if not said or invented or "can't tell" in said.lower():
+            return Answer(question, reading, f"I read: {reading.text}", False, reading.language)
+        return Answer(question, reading, said, True, language_of(said))
 
     async def _ocr(self, rgb: np.ndarray) -> tuple[list[dict], float]:
         """(what PP-OCR found, seconds it took)."""

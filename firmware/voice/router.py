@@ -42,10 +42,13 @@ class Router:
     """Runs ACTIONS against the services it is given; `run(name, **args) -> Outcome`."""
 
     def __init__(self, capture, recorder, speaker: Speaker, conversation, clock: Clock,
-                 conditions, data_dir: Path, translator=None, reader=None):
+                 conditions, data_dir: Path, translator=None, reader=None, payments=None,
+                 privacy=None):
         self.capture, self.recorder, self.speaker = capture, recorder, speaker
         self.conversation, self.clock = conversation, clock
         self.translator, self.reader = translator, reader    # voice/translator.py, reading.py
+        self.payments = payments                             # payments/flow.py
+        self.privacy = privacy          # capture's "don't record me": pause/resume
         self.conditions = conditions    # () -> fresh power.conditions.Conditions
         self.data_dir = Path(data_dir)
 
@@ -176,12 +179,63 @@ def _read(translate: bool):
     return handler
 
 
+async def _ask_view(r: Router, question: str = "what is this") -> Outcome:
+    _needs(r.reader, "questions about what is in view")
+    answer = await r.reader.answer(question)
+    return Outcome(answer.say, tuple(answer.report()), answer.say_language)
+
+
+async def _scan(r: Router) -> Outcome:
+    _needs(r.payments, "code scanning")
+    say, lines = await r.payments.scan()
+    return Outcome(say, tuple(lines))
+
+
+async def _pay(r: Router, amount: str | None = None, currency: str | None = None) -> Outcome:
+    _needs(r.payments, "payments")
+    from ..payments.flow import parse_asked
+    asked = parse_asked(amount, currency) if amount is not None else None
+    say, lines = await r.payments.pay(asked)
+    return Outcome(say, tuple(lines))
+
+
+async def _pay_cancel(r: Router) -> Outcome:
+    _needs(r.payments, "payments")
+    if r.payments.cancel("cancelled by the wearer"):
+        return Outcome("Payment cancelled.", ("payment cancelled",))
+    return Outcome("There is no payment to cancel.", ("no payment waiting",))
+
+
+async def _pay_confirm(r: Router) -> Outcome:
+    # Listed so that "confirm" is understood, and answered with what does confirm.
+    _needs(r.payments, "payments")
+    say = r.payments.refuse_voice_confirm()
+    return Outcome(say, (say,))
+
+
+async def _privacy_pause(r: Router) -> Outcome:
+    _needs(r.privacy, "pausing capture")
+    await r.privacy.pause_privacy("someone asked not to be recorded", say=False)
+    return Outcome("Capture is paused: someone asked not to be recorded.",
+                   ("capture paused: someone asked not to be recorded; `capture resume` or "
+                    "'you can record again' to resume",))
+
+
+async def _privacy_resume(r: Router) -> Outcome:
+    _needs(r.privacy, "resuming capture")
+    if r.privacy.resume_privacy(say=False):
+        return Outcome("Capture resumed.", ("capture resumed",))
+    return Outcome("Capture was not paused.", ("capture was not paused",))
+
+
 def _needs(service, what: str) -> None:
     if service is None:
         raise UnknownAction(f"{what} is not set up on this firmware")
 
 
 async def _cancel(r: Router) -> Outcome:
+    if r.payments is not None and r.payments.cancel("cancelled by the wearer"):
+        return Outcome("Payment cancelled.", ("payment cancelled",))
     if r.translator is not None:
         r.translator.stop("cancelled")
     r.conversation.translate_to = None
@@ -231,6 +285,13 @@ ACTIONS: dict[str, Action] = {a.name: a for a in [
     Action("converse_off", "stop translating the conversation", _converse_off),
     Action("read", "read the text in view aloud", _read(translate=False)),
     Action("read_translate", "read the text in view, translated", _read(translate=True)),
+    Action("ask_view", "answer a question about the text in view", _ask_view),
+    Action("scan", "read the codes in view (QR, product codes)", _scan),
+    Action("pay", "pay the QR code in view (AMOUNT CURRENCY if said)", _pay),
+    Action("pay_cancel", "cancel the payment offer", _pay_cancel),
+    Action("pay_confirm", "say that only the button confirms a payment", _pay_confirm),
+    Action("privacy_pause", "pause capture: someone asked not to be recorded", _privacy_pause),
+    Action("privacy_resume", "capture allowed again", _privacy_resume),
     Action("cancel", "stop translating", _cancel),
     Action("volume_up", "louder", _volume(+0.1)),
     Action("volume_down", "quieter", _volume(-0.1)),

@@ -1,0 +1,5 @@
+"""Payment codes: parse what a merchant QR or product barcode says, and refuse the tricks.
+
+`payloads.parse()` turns decoded barcode text into a `Payment`, `ProductCode` or `Other`;
+`safety.check()` / `safety.check_text()` decide whether the glasses may offer to pay.
+"""
