@@ -106,6 +106,40 @@ def cmd_simulate_day(args) -> int:
     return 0
 
 
+def cmd_soak(args) -> int:
+    """The reliability campaigns (docs/reliability.md), each bounded in count and time."""
+    import json
+    results, failed = {}, False
+    if not (args.kills or args.cuts or args.lines):
+        raise GlassesError("soak: choose at least one of --kills N, --cuts N, --lines N")
+    if args.kills:
+        from models.manifest import default_models_dir
+        from .tools import soak
+        models = args.models or default_models_dir()
+        if models is None:
+            raise GlassesError("soak --kills needs models: --models DIR (the test models: "
+                               "`glasses models build-test`), or `glasses models install`")
+        results["kills"] = r = soak.run_kills(Path(models), kills=args.kills, seconds=args.seconds,
+                                              seed=args.seed)
+        print(soak.summary(r))
+        failed |= bool(r.get("failures"))
+    if args.cuts:
+        from .tools import powercut
+        results["cuts"] = r = powercut.run_cuts(cuts=args.cuts, seconds=args.seconds,
+                                                seed=args.seed,
+                                                models_dir=Path(args.models) if args.models else None)
+        print(powercut.summary(r))
+        failed |= bool(r.get("failures"))
+    if args.lines:
+        from .tools import fuzz
+        results["lines"] = r = fuzz.run_lines(lines=args.lines, seed=args.seed, seconds=args.seconds)
+        print(fuzz.summary(r))
+        failed |= bool(r.get("failures"))
+    if args.json:
+        print(json.dumps(results, default=str))
+    return 1 if failed else 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="glasses", description="Open AI-glasses firmware")
     p.add_argument("--version", action="version", version=f"glasses {__version__}")
@@ -154,6 +188,18 @@ def build_parser() -> argparse.ArgumentParser:
 
     from .tools.models_cli import add_subcommands
     add_subcommands(sub)
+
+    so = sub.add_parser("soak", help="reliability campaigns on the sim board: worker kills, "
+                                     "power cuts, console fuzzing (docs/reliability.md)")
+    so.add_argument("--kills", type=int, default=0, help="kill -9 the workers N times")
+    so.add_argument("--cuts", type=int, default=0, help="kill -9 the firmware N times, then check every file")
+    so.add_argument("--lines", type=int, default=0, help="send N random and hostile console lines")
+    so.add_argument("--models", help="models for the workers (default: the installed models)")
+    so.add_argument("--seconds", type=float, default=1800.0,
+                    help="stop each campaign after this long, even with work left (default 1800)")
+    so.add_argument("--seed", type=int, default=1, help="random seed (a failure can be replayed)")
+    so.add_argument("--json", action="store_true", help="also print the results as JSON")
+    so.set_defaults(func=cmd_soak)
 
     ph = sub.add_parser("pin-hash", help="make the console.pin_hash value for a board file")
     ph.set_defaults(func=cmd_pin_hash)

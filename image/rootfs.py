@@ -10,6 +10,8 @@ from dataclasses import dataclass
 
 from boards.schema import from_toml
 
+from .wheels import runtime_data
+
 OPT = "/opt/glasses"
 WHEELS = f"{OPT}/wheels"
 MODELS = f"{OPT}/models"
@@ -121,6 +123,8 @@ log() {{ echo "glasses-firstboot: $*"; }}
 rm -rf "$VENV"
 python3 -m venv --system-site-packages "$VENV"
 "$VENV/bin/pip" install --no-index --no-cache-dir --find-links "$OPT/wheels" glasses-firmware
+# The data-only wheels (the VAD, the face detector): without their torch dependencies.
+"$VENV/bin/pip" install --no-index --no-cache-dir --no-deps --find-links "$OPT/wheels" {" ".join(runtime_data())}
 python3 -c 'import picamera2' 2>/dev/null ||
   log "warning: picamera2 is missing; 'apt install python3-picamera2' (the camera stays off until then)"
 

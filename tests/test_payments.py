@@ -135,7 +135,7 @@ def test_a_code_without_an_amount_needs_the_amount_said(fw, tmp_path):
     reply = fw.cmd("pay")
     assert not reply.ok and "no amount" in reply.error
     reply = fw.cmd("ask pay 25 yuan")                   # the voice's way, typed
-    assert reply.ok and "25 yuan" in reply.lines[0], reply.lines
+    assert reply.ok and "25.00 Chinese yuan" in reply.lines[0], reply.lines
     assert fw.cmd("pay cancel").lines == ["payment cancelled"]
 
 

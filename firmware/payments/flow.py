@@ -30,7 +30,8 @@ from drivers.errors import GlassesError, Unreachable
 
 from ..ports import Blocking, Clock, EventSink, Phone, Speaks
 from ..tasks import spawn
-from .payloads import Other, Payment, ProductCode
+from .currencies import CURRENCY_WORDS, spoken
+from .payloads import Payment, ProductCode
 from .safety import Verdict, check, check_text
 from .scanner import Look, Scanner
 
@@ -42,22 +43,6 @@ LOOKUP_S = 8.0
 CONFIRM_GESTURE = ("action", "double")
 HOW_TO_CONFIRM = "press the action button twice"
 LOG_NAME = "decisions.jsonl"
-
-# What people say after an amount, to the ISO 4217 codes it may mean ("dollars": several).
-CURRENCY_WORDS = {
-    "yuan": ("CNY",), "rmb": ("CNY",), "renminbi": ("CNY",), "kuai": ("CNY",), "cny": ("CNY",),
-    "rupees": ("INR",), "rupee": ("INR",), "inr": ("INR",),
-    "reais": ("BRL",), "real": ("BRL",), "brl": ("BRL",),
-    "euros": ("EUR",), "euro": ("EUR",), "eur": ("EUR",),
-    "dollars": ("USD", "SGD", "HKD", "AUD", "CAD", "NZD", "TWD"), "dollar": ("USD", "SGD", "HKD",
-                                                                         "AUD", "CAD", "NZD", "TWD"),
-    "usd": ("USD",), "sgd": ("SGD",), "hkd": ("HKD",),
-    "baht": ("THB",), "thb": ("THB",), "ringgit": ("MYR",), "myr": ("MYR",),
-    "won": ("KRW",), "krw": ("KRW",), "yen": ("JPY",), "jpy": ("JPY",),
-    "pounds": ("GBP",), "pound": ("GBP",), "gbp": ("GBP",), "pesos": ("PHP",), "php": ("PHP",),
-    "rupiah": ("IDR",), "idr": ("IDR",), "dong": ("VND",), "vnd": ("VND",),
-}
-
 
 class PaymentRefused(GlassesError, ValueError):
     """What was asked cannot be paid (no code, an unsafe code, a bad amount); says why."""
@@ -193,7 +178,7 @@ class Payments:
         self.events.emit("payment", f"offer {offer.id} {payment.payee} {amount} {currency} "
                          f"({payment.scheme}); {HOW_TO_CONFIRM} within {self.confirm_s:g} s")
         self._expiry = spawn(self._expire(offer), name="payment-expiry")
-        say = (f"Pay {payment.payee}, {_spoken_amount(amount, currency)}? To pay, "
+        say = (f"Pay {payment.payee}, {spoken(amount, currency)}? To pay, "
                f"{HOW_TO_CONFIRM}.")
         return say, [f"offer {offer.id}: pay {payment.payee} {amount} {currency} "
                      f"({payment.scheme}{', ' + payment.city if payment.city else ''})",
@@ -311,7 +296,7 @@ class Payments:
         if answer.get("status") == "paid":
             ref = str(answer.get("reference", ""))[:40]
             self._end(offer, "paid", [f"wallet reference {ref}"])
-            await self.speech.say(f"Paid {_spoken_amount(offer.amount, offer.currency)} to "
+            await self.speech.say(f"Paid {spoken(offer.amount, offer.currency)} to "
                                   f"{offer.payment.payee}.")
         else:
             why = str(answer.get("reason", "no reason given"))[:120]
@@ -402,14 +387,3 @@ def _append_line(path: Path, entry: dict) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
-
-
-def _spoken_amount(amount: Decimal, currency: str) -> str:
-    name = CURRENCY_NAMES.get(currency, currency)
-    return f"{amount} {name}"
-
-
-CURRENCY_NAMES = {"CNY": "yuan", "INR": "rupees", "BRL": "reais", "EUR": "euros",
-                  "USD": "US dollars", "SGD": "Singapore dollars", "HKD": "Hong Kong dollars",
-                  "THB": "baht", "MYR": "ringgit", "KRW": "won", "JPY": "yen", "GBP": "pounds",
-                  "PHP": "pesos", "IDR": "rupiah", "VND": "dong", "AUD": "Australian dollars"}
