@@ -21,6 +21,13 @@ class BusError(GlassesError, OSError):
         return self.strerror or super().__str__()
 
 
+class StorageFull(GlassesError, OSError):
+    """The data directory's disk is full; the message says how full and what to do."""
+
+    def __str__(self):
+        return self.strerror or super().__str__()
+
+
 class DeviceError(GlassesError, RuntimeError):
     """A device answered, but not as the part we expect (wrong chip ID, garbage, reset)."""
 

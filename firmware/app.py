@@ -12,6 +12,7 @@ import logging.handlers
 import signal
 from pathlib import Path
 
+from drivers.atomic import remove_stale_temps
 from drivers.bringup import Board
 from drivers.errors import GlassesError
 
@@ -82,6 +83,7 @@ class Firmware:
         self.config, self.clock = config, clock
         self.data_dir = Path(data_dir)
         prepare_data_dir(self.data_dir)
+        remove_stale_temps(self.data_dir)       # before anything here writes
         self.log_tail = log_tail or LogTail()
         self.models_dir = models_dir
         self.loop = asyncio.get_running_loop()

@@ -31,6 +31,10 @@ DEFAULT_BLOCK_S = 0.01
 # an input overflow, as a real card does when nobody services it.
 MAX_CATCH_UP_S = 0.5
 JOIN_TIMEOUT_S = 2.0
+# What the sim microphones accept: a header can claim any rate, and 2000 frames "at 1 Hz"
+# resampled to 48 kHz are 2000 s (3 GB as float32); queued sound is held in memory.
+PLAY_RATES_HZ = (8000, 192000)
+MAX_QUEUED_S = 600.0
 _SCALE = {"int16": 2.0**15, "int32": 2.0**31, "float32": 1.0}
 _PLAYED = re.compile(r"^(\d{4})\.wav$")
 _counter_lock = threading.Lock()
@@ -96,12 +100,27 @@ class SimAudioSource:
         x = x[:, None] if x.ndim == 1 else x
         if x.ndim != 2 or x.shape[1] not in (1, self.channels):
             raise ValueError(f"sim microphones: cannot hear shape {np.shape(samples)}")
+        if not len(x):
+            raise ValueError("sim microphones: the audio has no frames; give audio with sound in it")
+        lo, hi = PLAY_RATES_HZ
+        if not lo <= rate_hz <= hi:
+            raise ValueError(f"sim microphones: {rate_hz} Hz audio; give {lo} to {hi} Hz")
+        queued_s = self.queued_s()
+        if queued_s + len(x) / rate_hz > MAX_QUEUED_S:
+            raise ValueError(f"sim microphones: {len(x) / rate_hz:.1f} s more would exceed "
+                             f"{MAX_QUEUED_S:g} s of queued sound ({queued_s:.1f} s waiting); "
+                             "play shorter audio or wait until it has been heard")
         if rate_hz != self.rate_hz:
             x = resample(x, rate_hz, self.rate_hz)
         x = np.ascontiguousarray(np.broadcast_to(x, (len(x), self.channels)))
         with self._lock:
             self._queue.append(x)
         return len(x) / self.rate_hz
+
+    def queued_s(self) -> float:
+        """Seconds of sound queued and not yet heard."""
+        with self._lock:
+            return sum(len(x) for x in self._queue) / self.rate_hz
 
     def clear(self) -> None:
         with self._lock:

@@ -26,6 +26,9 @@ __all__ = ["FAULTS", "Scene", "SimMappedArray", "SimPicamera2", "SimH264Encoder"
            "sim_encoder_factory", "noise_frame", "rgb_to_yuv420"]
 
 FAULTS = (None, "gone", "timeout", "garbage")
+# A scene picture is decoded whole into RGB; past this a header alone (a 20000x20000 PNG
+# of a few hundred bytes) would cost gigabytes. 64 MP is 5x the IMX708's full frame.
+MAX_SCENE_PIXELS = 64_000_000
 FORMATS = ("RGB888", "BGR888", "YUV420")
 
 # Sensor modes as ((width, height), max fps). A stream is read out from the smallest mode
@@ -105,10 +108,15 @@ class _Picture:
         self._cache = {}
         try:
             with Image.open(path) as im:
+                if im.width * im.height > MAX_SCENE_PIXELS:
+                    raise ConfigError(f"sim scene {path}: {im.width}x{im.height} pixels is more "
+                                      f"than {MAX_SCENE_PIXELS // 1_000_000} MP; give a smaller image")
                 if decode:
                     self._image = im.convert("RGB")
                 else:
                     im.verify()  # headers only: a folder of photos is checked without decoding all
+        except ConfigError:
+            raise
         except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
             raise ConfigError(f"sim scene {path}: not a readable image ({exc})") from exc
 
@@ -152,6 +160,11 @@ def _open_source(spec):
         return _Folder(path)
     if not path.exists():
         raise ConfigError(f"sim scene {path}: no such file or folder "
+                          "(give 'pattern', an image file or a folder of images)")
+    if not path.is_file():
+        # Opening a FIFO blocks until a writer comes, and a device never ends: both would
+        # stall the console (and the loop it runs on) for good.
+        raise ConfigError(f"sim scene {path}: not a regular file or folder "
                           "(give 'pattern', an image file or a folder of images)")
     return _Picture(path, decode=True)
 

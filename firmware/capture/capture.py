@@ -16,11 +16,12 @@ refuses every capture until `resume_privacy`.
 import asyncio
 import contextlib
 import logging
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from drivers.atomic import write_atomic
-from drivers.errors import GlassesError
+from drivers.atomic import unused, write_atomic
+from drivers.errors import GlassesError, StorageFull
 from drivers.interlock import InterlockError
 
 from ..ports import Blocking, Camera, Claims, Clock, Earcons, EventSink, ModeGate, Speaks
@@ -35,6 +36,11 @@ log = logging.getLogger("glasses.capture")
 MAX_VIDEO_S = 600.0
 MAX_BURST = 20
 MIN_INTERVAL_S = 2.0
+# A video stops while this much is still free, so the muxer can write its index (the
+# moov box of a 10-minute video is a few hundred kB) and the video so far is kept.
+VIDEO_RESERVE_MB = 1.0
+DISK_CHECK_S = 0.5
+FULL_HINT = "delete photos, videos or recordings to make room"
 BLOCKED = "Camera blocked. The privacy light is covered or broken."
 TRIPPED = "Camera stopped. The privacy light failed."
 PAUSED = "Capture is paused: someone asked not to be recorded"
@@ -185,9 +191,15 @@ class Capture:
                     wall = self.clock.wall()
                     jpeg, faces = await self.blocking.run(self._blur_photo, jpeg)
                     self._check_not_paused()   # asked while this one was taken: not stored
-                    path = self.photos / f"{photo_name(wall)}.jpg"
-                    await self.blocking.run(write_atomic, path,
-                                            with_exif_time(jpeg, wall, self.settings.sensor))
+                    path = unused(self.photos / f"{photo_name(wall)}.jpg")
+                    try:
+                        await self.blocking.run(write_atomic, path,
+                                                with_exif_time(jpeg, wall, self.settings.sensor))
+                    except StorageFull as e:
+                        # The photos already saved stay; the rest of the burst is not taken.
+                        self.events.emit("fault", f"capture stopped after {len(saved)} "
+                                         f"photo{'s' * (len(saved) != 1)}: {e}")
+                        raise CaptureRefused(str(e)) from None
                     saved.append(path)
                     self.photos_taken += 1
                     self.faces_blurred += faces
@@ -287,6 +299,11 @@ class Capture:
         if self._video is not None:
             raise CaptureRefused("a video is already recording; `capture stop` first")
         self._check_allowed(video=True)
+        free_mb = self._free_mb()
+        if free_mb < VIDEO_RESERVE_MB:
+            self.events.emit("fault", f"video refused: the disk is full ({free_mb:.1f} MB free)")
+            raise CaptureRefused(f"the disk is full ({free_mb:.1f} MB free), so no video is "
+                                 f"recorded; {FULL_HINT}")
         await self._faces_ready()
         video_filter = self.faces.video_filter() if self.faces is not None else None
         if video_filter is not None and not hasattr(self.camera, "frame_filter"):
@@ -298,7 +315,7 @@ class Capture:
         claim = self._claim("video", ["camera", "microphones"],
                             on_preempt=lambda: spawn(self.stop_video("preempted")))
         entered = self._enter()
-        path = self.videos / f"{photo_name(self.clock.wall())}.mp4"
+        path = unused(self.videos / f"{photo_name(self.clock.wall())}.mp4")
         try:
             await self.blocking.run(self.camera.start_video, path, seconds)
         except BaseException as e:
@@ -310,7 +327,23 @@ class Capture:
             raise
         self._video = (claim, path, entered)
         self.events.emit("capture", f"video started {path.name} max {seconds:g} s")
+        spawn(self._watch_disk(self._video), name="video-disk")
         return path
+
+    def _free_mb(self) -> float:
+        self.videos.mkdir(parents=True, exist_ok=True)
+        return shutil.disk_usage(self.videos).free / 1e6
+
+    async def _watch_disk(self, video) -> None:
+        """Stop the video (keeping it) before the disk is full."""
+        while self._video is video:
+            free_mb = self._free_mb()
+            if free_mb < VIDEO_RESERVE_MB:
+                self.events.emit("fault", f"video stopped: the disk is full ({free_mb:.1f} MB "
+                                 f"free); {FULL_HINT}")
+                await self.stop_video("the disk is full")
+                return
+            await self.clock.asleep(DISK_CHECK_S)
 
     def _video_ended(self, reason: str) -> None:
         if self._video is not None and reason != "stop requested":
@@ -350,6 +383,9 @@ class Capture:
         # The driver renames a video into place only when it is a complete MP4: a video
         # that stopped by itself and could not be saved is simply not there.
         if not path.exists():
+            free_mb = self._free_mb()
+            if free_mb < VIDEO_RESERVE_MB:
+                reason += f"; the disk is full ({free_mb:.1f} MB free), {FULL_HINT}"
             self.events.emit("capture", f"video {path.name} was not saved ({reason})")
             return None
         blurred = self._video_filter

@@ -7,6 +7,7 @@ input; an unknown word is refused.
 
 import json
 import shlex
+import time
 from dataclasses import dataclass
 from typing import Awaitable, Callable
 
@@ -43,6 +44,11 @@ def split(text: str) -> list[str]:
         return shlex.split(text)
     except ValueError as e:
         raise CommandError(f"cannot parse the line ({e}); check the quotes") from None
+
+
+def is_count(text: str) -> bool:
+    """ASCII digits only: str.isdigit() is also true for '²', which int() refuses."""
+    return text.isascii() and text.isdigit()
 
 
 def take_flag(args: list[str], flag: str) -> tuple[list[str], bool]:
@@ -113,10 +119,24 @@ def status_dict(fw) -> dict:
         "worn": mon.worn,
         "temperature_c": None if mon.temperature_c is None else round(mon.temperature_c, 1),
         "storage": {"free_mb": mon.storage_free_mb(fw.data_dir)},
-        "worker": {"state": workers["model"], "voice": workers["voice"]},
+        "worker": {"state": workers["model"], "voice": workers["voice"],
+                   "pid": _pid(fw.model_worker), "voice_pid": _pid(fw.voice_worker),
+                   "up_s": _up(fw.model_worker), "voice_up_s": _up(fw.voice_worker)},
         "uptime_s": round(fw.clock.monotonic() - fw.started_at, 1),
         "faults": snap.faults,
     }
+
+
+def _pid(client) -> int | None:
+    """The worker process's pid (None while it is down): fault campaigns aim by it."""
+    return None if client is None else client.worker_pid
+
+
+def _up(client) -> float | None:
+    """Seconds since the worker last became ready (None unless it is ready)."""
+    if client is None or client.state != "ready" or client.supervisor.ready_at is None:
+        return None
+    return round(time.monotonic() - client.supervisor.ready_at, 3)
 
 
 @command("status", "status [--json]", "mode, battery, wear, temperature, storage, worker, uptime")
@@ -212,7 +232,7 @@ async def cmd_mode(session, args):
 
 @command("log", "log [N]", "the last N log lines (default 20)")
 async def cmd_log(session, args):
-    if len(args) > 1 or (args and not args[0].isdigit()):
+    if len(args) > 1 or (args and not is_count(args[0])):
         raise CommandError("usage: log [N] with N a whole number, e.g. log 50")
     n = min(int(args[0]) if args else 20, 500)
     return session.fw.log_tail.tail(n) or ["(log is empty)"]

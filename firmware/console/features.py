@@ -8,7 +8,7 @@ import math
 
 from drivers.errors import GlassesError
 
-from .commands import CommandError, command
+from .commands import CommandError, command, is_count
 
 CAPTURE_USAGE = ("capture photo | capture burst N | capture video SECONDS | "
                  "capture interval SECONDS|stop | capture stop | capture pause|resume")
@@ -28,7 +28,7 @@ def _action(args: list[str]) -> tuple[str, dict] | None:
     match args:
         case ["photo"]:
             return "photo", {}
-        case ["burst", n] if n.isdigit():
+        case ["burst", n] if is_count(n):
             return "burst", {"count": int(n)}
         case ["video", seconds]:
             return "video_start", {"seconds": _seconds(seconds)}

@@ -5,7 +5,7 @@ action button pressed twice while the glasses are worn confirms (payments/flow.p
 console on the serial port can show an offer but cannot complete one.
 """
 
-from .commands import CommandError, as_json, command, take_flag
+from .commands import CommandError, as_json, command, is_count, take_flag
 from .features import run_action
 
 PAY_USAGE = "pay [AMOUNT [CURRENCY]] | pay cancel | pay status [--json] | pay log [N]"
@@ -55,6 +55,6 @@ async def cmd_pay(session, args):
 
 
 def _count(text: str) -> int:
-    if not text.isdigit() or not 1 <= int(text) <= 1000:
+    if not is_count(text) or not 1 <= int(text) <= 1000:
         raise CommandError(f"N must be 1 to 1000, got '{text[:12]}'; usage: {PAY_USAGE}")
     return int(text)

@@ -7,11 +7,12 @@ sees the change only through its real drivers. On a real board the group answers
 import wave
 from pathlib import Path
 
-from drivers.errors import GlassesError
+from drivers.errors import ConfigError, GlassesError
 
-from .commands import CommandError, command, split
+from .commands import CommandError, command, is_count, split
 from ..voice.cues import ESPEAK_VOICES, SpeechError, synthesize
 
+WAV_HINT = "a 16-bit PCM WAV file, mono or stereo, 8 to 192 kHz"
 CLICK_HOLD_S = 0.08
 DOUBLE_GAP_S = 0.1
 
@@ -67,9 +68,12 @@ async def cmd_sim(session, args):
         reply = await handler(fw, sim, rest)
         fw.sample()   # the firmware sees the changed world through its drivers at once
         return reply
-    except ValueError as e:
+    except (ValueError, OSError) as e:
         if isinstance(e, GlassesError):
             raise
+        if isinstance(e, OSError):   # a file argument the OS refuses (/proc/self/mem, too long)
+            raise CommandError(f"sim {sub}: cannot read '{str(e.filename or '')[:60]}' "
+                               f"({e.strerror or e}); give a readable file") from None
         raise CommandError(str(e)) from None
 
 
@@ -133,15 +137,24 @@ async def sim_mic(fw, sim, args):
         raise CommandError("usage: sim mic FILE.wav")
     path = Path(args[0]).expanduser()
     if not path.is_file():
-        raise CommandError(f"no such file: {path}; give a WAV file path")
-    seconds = sim.audio_source.play_wav(path)
+        what = "not a regular file" if path.exists() else "no such file"
+        raise CommandError(f"{what}: {path}; give a WAV file path")
+    try:
+        seconds = sim.audio_source.play_wav(path)
+    except ConfigError as e:
+        raise CommandError(f"{e}; give {WAV_HINT}") from None
     return [f"playing {path} into the microphones ({seconds:.2f} s)"]
 
 
 async def sim_scene(fw, sim, args):
     if len(args) != 1:
         raise CommandError("usage: sim scene FILE|DIR|pattern")
-    sim.scene.set(args[0])
+    try:
+        sim.scene.set(args[0])
+    except ConfigError as e:
+        hint = "" if "; give" in str(e) or "(give" in str(e) else \
+            "; give 'pattern', a PNG or JPEG file or a folder of them"
+        raise CommandError(f"{e}{hint}") from None
     return [f"scene {sim.scene.spec}"]
 
 
@@ -218,7 +231,7 @@ async def sim_phone(fw, sim, args):
             phone.present = state == "on"
         case ["wallet", "approve" | "decline" | "silent" as answer]:
             phone.wallet = answer
-        case ["product", digits, *words] if digits.isdigit() and words:
+        case ["product", digits, *words] if is_count(digits) and words:
             phone.products[digits] = " ".join(words)
         case _:
             raise CommandError(f"usage: {usage}")

@@ -19,7 +19,7 @@ import wave
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from drivers.atomic import fsync_dir
+from drivers.atomic import fsync_dir, is_full, storage_full
 from drivers.errors import GlassesError
 
 log = logging.getLogger("glasses.meeting")
@@ -64,10 +64,17 @@ class Journal:
         if not self._repaired:
             self._cut_torn_tail()
             self._repaired = True
-        with open(self.path, "ab") as f:
-            f.write(line)
-            f.flush()
-            os.fsync(f.fileno())
+        try:
+            with open(self.path, "ab") as f:
+                f.write(line)
+                f.flush()
+                os.fsync(f.fileno())
+        except OSError as e:
+            # Part of the line may be on disk: the next append cuts it off first.
+            self._repaired = False
+            if is_full(e):
+                raise storage_full(self.path, "transcript line") from e
+            raise
         if created:
             fsync_dir(self.path.parent)     # the new file's name must survive a power cut too
 

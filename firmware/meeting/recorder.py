@@ -6,6 +6,7 @@ says when the meeting started and ended (ended is missing after a power cut).
 """
 
 import asyncio
+import contextlib
 import json
 import logging
 import time
@@ -13,13 +14,14 @@ from pathlib import Path
 
 import numpy as np
 
-from drivers.atomic import write_atomic
-from drivers.errors import GlassesError
+from drivers.atomic import unused, write_atomic
+from drivers.errors import GlassesError, StorageFull
 from drivers.wavio import wav_bytes
 
 from ..arbiter import Busy
 from ..power import modes as m
 from ..ports import Blocking, Claims, Clock, EventSink, ModeGate
+from ..tasks import spawn
 
 log = logging.getLogger("glasses.recorder")
 
@@ -58,11 +60,19 @@ class Recorder:
         except Busy as e:
             raise RecordingRefused(str(e)) from None
         wall = self.clock.wall()
-        self.dir = self.root / time.strftime("%Y%m%d-%H%M%S", time.localtime(wall))
-        self.dir.mkdir(parents=True, exist_ok=True)
+        self.dir = unused(self.root / time.strftime("%Y%m%d-%H%M%S", time.localtime(wall)))
         self.segments = 0
         self._info = {"started": wall, "rate_hz": RATE_HZ, "segment_s": SEGMENT_S}
-        await self.blocking.run(write_atomic, self.dir / "info.json", json.dumps(self._info).encode())
+        try:
+            self.dir.mkdir(parents=True, exist_ok=True)
+            await self.blocking.run(write_atomic, self.dir / "info.json",
+                                    json.dumps(self._info).encode())
+        except OSError as e:        # StorageFull says what to do
+            self.claims.release(self._claim)
+            with contextlib.suppress(OSError):
+                self.dir.rmdir()    # only if empty: an earlier recording's files stay
+            self.events.emit("fault", f"record not started: {e}")
+            raise RecordingRefused(f"cannot start a recording: {e}") from None
         self.modes.fire("record_start", "meeting recording started")
         self._buf, self._have = [], 0
         self.hub.subscribe("meeting", self._on_chunk)
@@ -83,29 +93,48 @@ class Recorder:
             await self.clock.asleep(1.0)
             if self._have >= per_segment:
                 chunks, self._buf, self._have = self._buf, [], 0
-                await self._write_segment(chunks)
+                try:
+                    await self._write_segment(chunks)
+                except OSError as e:
+                    # A full disk (StorageFull) or a failing card: the segments already
+                    # written stay; this one is lost, and the recording stops and says so.
+                    self.events.emit("fault", f"record {self.dir.name} stopped: {e}")
+                    log.error("recording %s stopped: %s", self.dir.name, e)
+                    self._buf, self._have = [], 0
+                    full = isinstance(e, StorageFull)
+                    spawn(self.stop("the disk is full" if full else "a segment could not be saved"),
+                          name="recorder-stop")
+                    return
 
     async def _write_segment(self, chunks) -> None:
-        self.segments += 1
-        path = self.dir / f"seg-{self.segments:05d}.wav"
+        path = self.dir / f"seg-{self.segments + 1:05d}.wav"
         await self.blocking.run(write_atomic, path, wav_bytes(np.concatenate(chunks), RATE_HZ))
+        self.segments += 1
 
     async def stop(self, reason: str = "stopped") -> Path | None:
-        if not self.running:
+        # The task may have ended by itself (a segment could not be written): still stop.
+        if self.task is None:
             return None
+        task, self.task = self.task, None
         self.hub.unsubscribe("meeting")
-        self.task.cancel()
-        await asyncio.gather(self.task, return_exceptions=True)
-        self.task = None
-        if self._buf:
-            # The last, partial segment: written here, not by the task just cancelled
-            # (this runs when the battery is about to die).
-            chunks, self._buf, self._have = self._buf, [], 0
-            await self._write_segment(chunks)
-        self._info["ended"] = self.clock.wall()
-        self._info["segments"] = self.segments
-        await self.blocking.run(write_atomic, self.dir / "info.json", json.dumps(self._info).encode())
-        self.claims.release(self._claim)
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        try:
+            if self._buf:
+                # The last, partial segment: written here, not by the task just cancelled
+                # (this runs when the battery is about to die).
+                chunks, self._buf, self._have = self._buf, [], 0
+                await self._write_segment(chunks)
+            self._info["ended"] = self.clock.wall()
+            self._info["segments"] = self.segments
+            await self.blocking.run(write_atomic, self.dir / "info.json",
+                                    json.dumps(self._info).encode())
+        except OSError as e:
+            # The segments on disk are the recording; only its ending is not recorded.
+            self.events.emit("fault", f"record {self.dir.name}: the end was not saved: {e}")
+            log.error("recording %s: the end was not saved: %s", self.dir.name, e)
+        finally:
+            self.claims.release(self._claim)
         if self.modes.mode == m.RECORDING:
             self.modes.fire("record_stop", reason)
         self.events.emit("record", f"saved {self.dir.name} ({self.segments} segments, {reason})")

@@ -13,7 +13,7 @@ import time
 from drivers.errors import GlassesError
 
 from ..ports import EventSink, LanguageModels, ModeGate, Speaks
-from ..worker.errors import RequestCancelled
+from ..worker.errors import RequestCancelled, not_ready
 from ..worker.protocol import PRIORITY_BACKGROUND
 from .intents import LANGUAGES, Intent
 
@@ -74,8 +74,10 @@ class Conversation:
                 f"the language model is off in {self.modes.mode} mode"
             raise LlmUnavailable(f"I can't answer questions right now: {why}. "
                                  "Device commands still work.")
-        if self.models is None or self.models.state != "ready":
+        if self.models is None:
             raise LlmUnavailable("the language model is not running; start with --models")
+        if self.models.state != "ready":
+            raise LlmUnavailable(not_ready(self.models, "the language model"))
 
     async def answer(self, intent: Intent) -> str:
         """Generate and speak the answer to `intent.text`; returns the whole answer."""

@@ -60,7 +60,9 @@ def synthesize_voice(text: str, voice: str, words_per_min: int | None = None
     with tempfile.TemporaryDirectory(prefix="glasses-speech-") as tmp:
         wav = Path(tmp) / "speech.wav"
         try:
-            subprocess.run(cmd + ["-w", str(wav), text], check=True, capture_output=True, timeout=30)
+            # On stdin, so text such as "-1" or "--help" is spoken, not taken for an option.
+            subprocess.run(cmd + ["--stdin", "-w", str(wav)], input=text.encode(), check=True,
+                           capture_output=True, timeout=30)
         except FileNotFoundError:
             raise SpeechError("espeak-ng is not installed; run scripts/setup.sh "
                               "(apt-get install espeak-ng)") from None

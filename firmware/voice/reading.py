@@ -27,6 +27,7 @@ from PIL import Image
 from drivers.errors import GlassesError
 
 from ..ports import Blocking, Frames, TextModels
+from ..worker.errors import not_ready
 from .intents import LANGUAGES, language_of
 from .translator import Translator
 
@@ -191,8 +192,10 @@ class Reader:
         """
         if translate_to is not None and translate_to not in LANGUAGES:
             raise ReadError(f"no language '{translate_to[:10]}'; one of {', '.join(LANGUAGES)}")
-        if self.models is None or self.models.state != "ready":
+        if self.models is None:
             raise ReadError("reading needs the OCR model in the model worker; run with --models")
+        if self.models.state != "ready":
+            raise ReadError(not_ready(self.models, "reading"))
         t0 = time.perf_counter()
         luma = await self.frames.lores_frame()
         found, ocr_s = await self._ocr(luma_to_rgb(luma))

@@ -14,6 +14,7 @@ import logging
 from drivers.errors import GlassesError
 
 from ..ports import LanguageModels, VoiceModels
+from ..worker.errors import not_ready
 from .intents import ALL_PHRASES, LANGUAGES, PHRASE_TO_ACTION, Intent, match
 
 log = logging.getLogger("glasses.voice")
@@ -102,9 +103,11 @@ class Recognizer:
         spec, self._speculation = self._speculation, None
         if commands and early is not None and early[0] <= len(audio):
             return early[1]            # decided at the pause: no second decode
-        if not self._asr_ready():
+        if self.models is None:
             raise RecognitionUnavailable("speech recognition needs the model worker; "
                                          "run with --models")
+        if not self._asr_ready():
+            raise RecognitionUnavailable(not_ready(self.models, "speech recognition"))
         if spec is not None and 0 <= len(audio) - spec[0] <= self._tail:
             # Only the endpoint's silence came after that pause: its transcript stands.
             self.speculation_used += 1

@@ -39,6 +39,18 @@ class RemoteError(WorkerError):
         self.kind = kind
 
 
+def not_ready(client, what: str) -> str:
+    """Why `what` cannot run on a worker `client` that is not ready, fit to be spoken."""
+    state = client.state
+    if state == "restarting":
+        return f"{what} is restarting after a fault; try again in a few seconds"
+    if state == "starting":
+        return f"{what} is still starting; try again in a few seconds"
+    if state == "degraded":
+        return f"{what} is off: its worker crashed repeatedly; restart the glasses"
+    return f"{what} is not running (its worker is {state})"
+
+
 def from_worker(kind: str, message: str) -> Exception:
     """The client-side exception for an `error` message from the worker."""
     from models.manifest import ModelNotInstalled

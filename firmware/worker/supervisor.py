@@ -5,7 +5,10 @@ which checks the table and logs the reason. A worker that exits, or stops sendin
 heartbeats for `heartbeat_timeout_s` (hung, or SIGSTOPped), is killed; its in-flight
 requests fail with `WorkerCrashed` naming the reason, and it is restarted after a back-off.
 `crash_loop_count` failures within `crash_loop_window_s` end in `degraded`: no more
-restarts until `start()` is called again.
+restarts until `start()` is called again. A worker that stayed ready for `stable_s` before
+it failed was not crash-looping: its failure starts the count afresh, so a worker killed
+now and then (the OOM killer, a fault campaign) always comes back, while one that dies
+while starting, or right after, is given up on.
 
 Heartbeats and deadlines use the host's real monotonic clock, because the worker runs in
 real time even when the firmware's clock is simulated; the injected clock paces back-off.
@@ -58,6 +61,7 @@ class SupervisorSettings:
     backoff_s: tuple[float, ...] = (0.5, 2.0, 8.0)
     crash_loop_count: int = 3
     crash_loop_window_s: float = 120.0
+    stable_s: float = 5.0               # ready this long before a failure: not a crash loop
     stop_timeout_s: float = 5.0
 
 
@@ -82,6 +86,7 @@ class Supervisor:
         self.conn = None
         self.last_hb = 0.0
         self.started_at = 0.0
+        self.ready_at: float | None = None   # host monotonic s when it last became ready
         self.failures: list[float] = []
         self.restarts = 0
         self.startup_error = ""
@@ -95,6 +100,8 @@ class Supervisor:
             raise RuntimeError(f"worker: event {event!r} is not allowed in state {self.state!r}")
         if new != self.state:
             log.info("worker %s -> %s: %s", self.state, new, reason)
+        if new == "ready" and self.state != "ready":
+            self.ready_at = time.monotonic()
         self.state, self.reason = new, reason
         (self.ready.set if new == "ready" else self.ready.clear)()
         self.changed.set()
@@ -175,6 +182,8 @@ class Supervisor:
         self._reap()
         self.on_failure(reason)
         now = time.monotonic()
+        if self.state == "ready" and now - self.ready_at >= self.settings.stable_s:
+            self.failures.clear()
         self.failures = [t for t in self.failures if now - t < self.settings.crash_loop_window_s]
         self.failures.append(now)
         if len(self.failures) >= self.settings.crash_loop_count:
