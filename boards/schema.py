@@ -170,6 +170,15 @@ class InferenceSpec:
 
 
 @dataclass(frozen=True)
+class BluetoothSpec:
+    """The phone link (docs/phone.md): BlueZ on a D-Bus."""
+
+    bus: str                         # system | sim (the sim's private bus) | a D-Bus address (unix:...)
+    adapter: str = "hci0"
+    alias: str = "Bangle.js Glasses"  # what phones see; Gadgetbridge wants the "Bangle.js" prefix
+
+
+@dataclass(frozen=True)
 class SimSpec:
     """Initial physical state of the simulated board."""
 
@@ -200,6 +209,7 @@ class Board:
     service: ServiceSpec | None = None
     eeprom: dict[str, int] = field(default_factory=dict)
     sim: SimSpec | None = None
+    bluetooth: BluetoothSpec | None = None    # None: no phone link
     path: str = ""                   # set by the loader, not by the file
 
     @property
@@ -241,6 +251,16 @@ def _check(board: Board, file: str) -> None:
         if value not in allowed:
             raise ConfigError(f"{file}: 'camera.{key}' must be one of "
                               f"{', '.join(map(repr, allowed))}, got {value!r}")
+    bt = board.bluetooth
+    if bt is not None:
+        if bt.bus not in ("system", "sim") and not bt.bus.startswith(("unix:", "tcp:")):
+            raise ConfigError(f"{file}: 'bluetooth.bus' must be \"system\", \"sim\" or a D-Bus "
+                              f"address like \"unix:path=/run/dbus/system_bus_socket\", got {bt.bus!r}")
+        if not bt.adapter.startswith("hci") or not bt.adapter[3:].isdigit():
+            raise ConfigError(f"{file}: 'bluetooth.adapter' must be like \"hci0\", got {bt.adapter!r}")
+        if not bt.alias.startswith("Bangle.js") or len(bt.alias.encode()) > 29:
+            raise ConfigError(f"{file}: 'bluetooth.alias' must start with \"Bangle.js\" (how Gadgetbridge "
+                              f"recognises the device) and fit an advertisement (29 bytes), got {bt.alias!r}")
     if board.audio.channels not in (1, 2):
         raise ConfigError(f"{file}: 'audio.channels' must be 1 or 2, got {board.audio.channels}")
 

@@ -43,8 +43,29 @@ class Endpoints:
     thermal_path: Path
     soc: object
     sim: object = None      # drivers.sim.hardware.SimHardware on the sim board
-    phone: object = None    # the paired phone (the Phone port); None: no phone link
+    bluetooth: object = None    # BluetoothBus: where BlueZ answers; None: no phone link
     closers: list = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class BluetoothBus:
+    """Where the board's BlueZ answers (firmware/phone): `address` None is the system bus."""
+
+    address: str | None
+    adapter: str
+    alias: str
+
+
+def _bluetooth(config, address: str | None = None) -> BluetoothBus | None:
+    spec = config.bluetooth
+    if spec is None:
+        return None
+    if spec.bus == "sim" and address is None:
+        raise ConfigError(f"{config.path}: 'bluetooth.bus' is \"sim\" but the board's parts are real; "
+                          "use \"system\"")
+    if address is None and spec.bus != "system":
+        address = spec.bus
+    return BluetoothBus(address, spec.adapter, spec.alias)
 
 
 def _open_real(config, data_dir: Path, clock) -> Endpoints:
@@ -73,7 +94,7 @@ def _open_real(config, data_dir: Path, clock) -> Endpoints:
         thermal_path=Path(config.thermal.zone_path),
         soc=Soc(governor_paths=sorted(Path("/sys/devices/system/cpu").glob("cpu[0-9]*/cpufreq/scaling_governor")),
                 rtc_wakealarm="/sys/class/rtc/rtc0/wakealarm"),
-        closers=[bus.close],
+        bluetooth=_bluetooth(config), closers=[bus.close],
     )
 
 
@@ -125,13 +146,24 @@ def _open_sim(config, data_dir: Path, clock) -> Endpoints:
     from .sim.camera import SimMappedArray
     from .sim.hardware import SimHardware
     sim = SimHardware(config, data_dir, clock)
+    closers, address = [sim.close], None
+    if config.bluetooth is not None and config.bluetooth.bus == "sim":
+        # The phone link on its own dbus-daemon, BlueZ mocked, the phone acting as Gadgetbridge.
+        from .sim.bluetooth import SimBluetooth
+        try:
+            sim.bluetooth = SimBluetooth(data_dir, config.bluetooth.adapter, config.bluetooth.alias)
+        except BaseException:
+            sim.close()
+            raise
+        sim.phone, address = sim.bluetooth.phone, sim.bluetooth.address
+        closers.insert(0, sim.bluetooth.close)
     return Endpoints(
         i2c_bus=sim.i2c, i2c_name=f"sim-i2c-{config.i2c.bus}", pin_factory=sim.gpio.factory,
         mic_stream_factory=sim.mic_stream_factory, speaker_stream_factory=sim.speaker_stream_factory,
         picam=sim.picam, encoder_factory=sim.encoder_factory, mapped_array=SimMappedArray,
         thermal_path=sim.thermal_path,
         soc=Soc(poweroff=lambda: None),  # the sim "halts" by drawing halt watts
-        sim=sim, phone=sim.phone, closers=[sim.close],
+        sim=sim, bluetooth=_bluetooth(config, address), closers=closers,
     )
 
 
@@ -171,7 +203,7 @@ class Board:
         self.data_dir = Path(data_dir)
         self._ep = open_endpoints(config, self.data_dir, clock)
         self.sim = self._ep.sim
-        self.phone = self._ep.phone
+        self.bluetooth = self._ep.bluetooth
         self.soc = self._ep.soc
         self.media_playing = False  # music from the phone: set by the media service
         pins = self._ep.pin_factory

@@ -23,9 +23,12 @@ from .capture.capture import Capture, CaptureSettings
 from .events import EventBus, LogTail
 from .meeting.recorder import Recorder
 from .meeting.transcriber import Transcriber
+from .offload.control import Offload
 from .payments.flow import Payments
 from .payments.phone import NoPhone
 from .payments.scanner import Scanner
+from .phone.bluez import LinkSettings, PhoneLink
+from .phone.companion import Companion
 from .power import modes as m
 from .power.conditions import Conditions, ModeScheduler, Thresholds
 from .power.energy import Activity, EnergyMeter
@@ -42,6 +45,7 @@ from .voice.speech import SpeechOut
 from .voice.translator import Translator
 
 log = logging.getLogger("glasses")
+TALKING = ("listen", "recognize", "respond", "speak")   # voice loop states a notification waits out
 
 DATA_SUBDIRS = ("photos", "videos", "recordings", "notes", "logs")
 SAMPLE_PERIOD_S = 5.0
@@ -108,6 +112,11 @@ class Firmware:
 
         # The board and the plumbing every service shares.
         self.events = EventBus()
+        # Offload (docs/offload.md): the roles set in <data>/offload.toml go to the user's
+        # servers, the on-board workers answering whenever one fails; none set, none reached.
+        self.offload = Offload(self.data_dir, self.events)
+        self.model_worker = self.offload.wrap(self.model_worker, ("llm", "asr"))
+        self.voice_worker = self.offload.wrap(self.voice_worker, ("tts",))
         self.blocking = Blocking()
         self.board = board = Board(config, self.data_dir, clock,
                                    on_gesture=self._from_thread(self._gesture))
@@ -141,7 +150,14 @@ class Firmware:
         self.reader = Reader(self.capture, self.model_worker, self.translator, self.blocking)
         # Payments: codes read through the interlocked camera, confirmed only by the button
         # while worn, handed to the phone's wallet (none until a phone is linked).
-        self.phone = board.phone or NoPhone()
+        # Phone link (firmware/phone): BlueZ and the Gadgetbridge companion when the board has
+        # Bluetooth; notifications wait while the wearer talks or the assistant answers.
+        self.phone_link, self.phone = None, NoPhone()
+        if board.bluetooth is not None:
+            bt = board.bluetooth
+            self.phone_link = PhoneLink(LinkSettings(bt.address, bt.adapter, bt.alias), self.events, clock)
+            self.phone = Companion(self.phone_link, self.speech, self.events, clock,
+                                   busy=lambda: self.assistant.state in TALKING)
         self.payments = Payments(Scanner(self.capture, self.blocking, clock), self.phone,
                                  self.speech, self.events, clock, self.blocking, self.data_dir,
                                  worn=lambda: self.fresh_conditions().worn)
@@ -201,6 +217,8 @@ class Firmware:
         if gesture in ("click", "double", "long"):
             self.events.emit("button", f"{button} {gesture}")
         self.scheduler.touch()
+        if self.phone_link is not None and self.phone_link.gesture(button, gesture):
+            return                  # a pairing confirmed, or the pairing window opened (phone link)
         if self.payments.gesture(button, gesture):
             return                  # a payment offer was waiting for this press
         self.assistant.gesture(button, gesture)
@@ -275,6 +293,8 @@ class Firmware:
         for client in (self.voice_worker, self.model_worker):
             if client is not None:
                 await client.stop()
+        if self.phone_link is not None:
+            self.phone_link.close()             # phone link: before the board (and its sim bus) goes
         self.energy.tick()
         listeners = getattr(self.clock, "listeners", None)
         if isinstance(listeners, list) and self.energy.tick in listeners:
@@ -291,6 +311,8 @@ async def serve(fw: Firmware, console: str) -> int:
     tasks = [asyncio.create_task(fw.sample_forever(), name="monitor"),
              asyncio.create_task(fw.start_workers(), name="worker-start"),
              asyncio.create_task(notify.keep_watchdog_fed(), name="watchdog")]
+    if fw.phone_link is not None:               # phone link: BlueZ, reconnecting with back-off
+        tasks.append(asyncio.create_task(fw.phone_link.run(), name="phone-link"))
     try:
         con = open_console(fw, console)
         fw.board.status_led.blink()

@@ -17,7 +17,6 @@ from .audio import SimAudioSource, list_played, sim_input_stream_factory, sim_ou
 from .camera import Scene, SimPicamera2, sim_encoder_factory
 from .gpio import SimGPIO
 from .i2c import FAULTS, SimI2CBus, emulator_class
-from .phone import SimPhone
 from .power import SimPower
 
 G = 9.80665
@@ -55,7 +54,9 @@ class SimHardware:
         self.picam = SimPicamera2(self.scene, clock, sensor=config.camera.sensor,
                                   sensor_size=config.camera.still_size)
         self.encoder_factory = sim_encoder_factory
-        self.phone = SimPhone()          # the wearer's phone, in the same world
+        # The wearer's phone and the Bluetooth that reaches it: set by bring-up when the board
+        # has a [bluetooth] table (drivers/sim/bluetooth.py); None otherwise.
+        self.bluetooth = self.phone = None
         self.thermal_path = self.data_dir / "sim" / "thermal_zone0" / "temp"
         self.thermal_path.parent.mkdir(parents=True, exist_ok=True)
         self.charger = False

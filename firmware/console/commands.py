@@ -124,6 +124,8 @@ def status_dict(fw) -> dict:
                    "up_s": _up(fw.model_worker), "voice_up_s": _up(fw.voice_worker)},
         "uptime_s": round(fw.clock.monotonic() - fw.started_at, 1),
         "faults": snap.faults,
+        # The phone link (issue 14): added, every field above unchanged.
+        "phone": fw.phone_link.status() if getattr(fw, "phone_link", None) else {"state": "none"},
     }
 
 

@@ -29,7 +29,8 @@ USAGE = [
     "sim led ok|broken",
     "sim advance SECONDS",
     "sim speaker",
-    "sim phone [on|off | wallet approve|decline|silent | product DIGITS TEXT]",
+    "sim phone [on|off | wallet approve|decline|silent | intents on|off | product DIGITS TEXT"
+    " | notify APP TEXT | nav [METRES] TEXT | pair | line TEXT | garbage]",
 ]
 
 
@@ -217,24 +218,52 @@ async def sim_speaker(fw, sim, args):
 
 
 async def sim_phone(fw, sim, args):
-    """The wearer's phone: there or gone, what its wallet answers, what a product looks up to.
+    """The wearer's phone (Gadgetbridge on Android, drivers/sim/bluetooth.py): in range or
+    not, what its wallet answers, what a product looks up to, what it sends the glasses.
     Without arguments: its state and every payment handed to it."""
     usage = USAGE[-1]
     phone = sim.phone
-    match args:
-        case []:
-            lines = [f"phone {'on' if phone.present else 'off'}, wallet {phone.wallet}, "
-                     f"{len(phone.products)} products, {len(phone.payments)} payments received"]
-            return lines + [f"received {p['payee']} {p['amount']} {p['currency']} ({p['scheme']})"
-                            for p in phone.payments]
-        case ["on" | "off" as state]:
-            phone.present = state == "on"
-        case ["wallet", "approve" | "decline" | "silent" as answer]:
-            phone.wallet = answer
-        case ["product", digits, *words] if is_count(digits) and words:
-            phone.products[digits] = " ".join(words)
-        case _:
-            raise CommandError(f"usage: {usage}")
+    if phone is None:
+        raise CommandError("this sim board has no phone: its board file has no [bluetooth] table")
+    await phone.ready()
+    try:
+        match args:
+            case []:
+                lines = [f"phone {'on' if phone.present else 'off'}, wallet {phone.wallet}, "
+                         f"{len(phone.products)} products, {len(phone.payments)} payments received",
+                         f"gadgetbridge {'linked' if phone.linked else 'not linked'}, "
+                         f"{phone.sent} lines sent, {len(phone.received)} received"]
+                return lines + [f"received {p['payee']} {p['amount']} {p['currency']} ({p['scheme']})"
+                                for p in phone.payments]
+            case ["on" | "off" as state]:
+                await phone.set_present(state == "on")
+            case ["wallet", "approve" | "decline" | "silent" as answer]:
+                phone.wallet = answer
+            case ["intents", "on" | "off" as state]:
+                phone.intents = state == "on"
+            case ["product", digits, *words] if is_count(digits) and words:
+                phone.products[digits] = " ".join(words)
+            case ["notify", app, *words] if words:
+                await phone.send({"t": "notify", "id": int(fw.clock.wall()) % 100000, "src": app,
+                                  "title": "", "body": " ".join(words), "sender": app})
+            case ["nav", *words] if words:
+                distance = words.pop(0) if len(words) > 1 and is_count(words[0]) else None
+                nav = {"t": "nav", "instr": " ".join(words), "action": "continue"}
+                if distance is not None:
+                    nav["distance"] = int(distance)
+                await phone.send(nav)
+            case ["pair"]:
+                code = await phone.pair()
+                return [f"phone asked to pair; the glasses should show code {code:06d}"]
+            case ["line", *words] if words:
+                await phone.write((" ".join(words) + "\n").encode())
+            case ["garbage"]:
+                await phone.write(bytes(range(256)) * 3 + b"\n\x10GB({t:\"notify\",body:\"unterminated\n"
+                                  + b"GB({t:1})\n" + b"x" * 20000 + b"\n")
+            case _:
+                raise CommandError(f"usage: {usage}")
+    except GlassesError as e:
+        raise CommandError(f"sim phone: {e}") from None
     return [f"phone {' '.join(args)}"]
 
 
