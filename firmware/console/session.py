@@ -11,7 +11,7 @@ import logging
 
 from drivers.errors import GlassesError
 
-from . import features, notes, payments, sim, translate  # noqa: F401 (register their commands)
+from . import calls, features, notes, offload, payments, phone, sim, translate  # noqa: F401 (register their commands)
 from .commands import REGISTRY, CommandError, split
 from .lines import Line, LineReader
 from .pin import PinGate
