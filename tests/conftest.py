@@ -62,6 +62,19 @@ class RunningFirmware:
             time.sleep(0.2)
         raise AssertionError(f"no matching event in {seen[-30:]}")
 
+    def wait_workers_ready(self, timeout_s: float = 120.0) -> None:
+        """Poll `status --json` until both inference workers are ready; on a timeout the
+        firmware is stopped (a failed fixture must not leave it running) and the state said."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            worker = self.cmd("status --json").json()["worker"]
+            if (worker.get("state"), worker.get("voice")) == ("ready", "ready"):
+                return
+            if time.monotonic() > deadline:
+                self.stop(signal.SIGKILL)
+                raise AssertionError(f"workers not ready after {timeout_s:.0f} s: {worker}")
+            time.sleep(0.5)
+
     def output(self) -> str:
         return Path(self.log.name).read_text()
 

@@ -16,10 +16,7 @@ pytestmark = pytest.mark.skipif(default_models_dir() is None,
 @pytest.fixture(scope="module")
 def real_fw(tmp_path_factory):
     fw = RunningFirmware(tmp_path_factory.mktemp("real"), extra=("--models", str(default_models_dir())))
-    deadline = time.monotonic() + 120
-    while (s := fw.cmd("status --json").json())["worker"] != {"state": "ready", "voice": "ready"}:
-        assert time.monotonic() < deadline, f"workers not ready: {s['worker']}"
-        time.sleep(0.5)
+    fw.wait_workers_ready()
     assert fw.cmd("events on").ok
     yield fw
     fw.stop()

@@ -55,10 +55,7 @@ def pinyin_wav(path: Path, pinyin: str) -> Path:
 def fw(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("translate")
     fw = RunningFirmware(tmp, extra=("--models", str(default_models_dir())))
-    deadline = time.monotonic() + 120
-    while (s := fw.cmd("status --json").json())["worker"] != {"state": "ready", "voice": "ready"}:
-        assert time.monotonic() < deadline, f"workers not ready: {s['worker']}"
-        time.sleep(0.5)
+    fw.wait_workers_ready()
     assert fw.cmd("events on").ok
     fw.tmp = tmp
     yield fw
