@@ -21,7 +21,7 @@ Who implements each port:
 | Earcons | voice.cues.Cues |
 | Frames | capture.capture.Capture |
 | TextModels | worker.client.InferenceClient (the model worker) |
-| Phone | payments.phone.NoPhone (until the phone link), drivers.sim.phone.SimPhone |
+| Phone | phone.companion.Companion (Gadgetbridge over BlueZ), payments.phone.NoPhone (no [bluetooth]) |
 | VoiceModels, LanguageModels, MeetingModels | worker.client.InferenceClient (voice and model workers) |
 """
 

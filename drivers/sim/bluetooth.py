@@ -79,15 +79,24 @@ class SimBluetooth:
         params = {"adapter": adapter, "alias": alias,
                   "bonded": {"address": phone_address, "name": phone_name}}
         self._mock_log = open(self.dir / "bluez-mock.log", "ab")
-        self.mock = self._start([SYSTEM_PYTHON, "-m", "dbusmock", "--system", "--template",
-                                 str(TEMPLATE), "-p", json.dumps(params)], env=env,
-                                stdout=self._mock_log, stderr=subprocess.STDOUT)
+        self._mock_argv = [SYSTEM_PYTHON, "-m", "dbusmock", "--system", "--template", str(TEMPLATE),
+                           "-p", json.dumps(params)]
+        self._env = env
+        self.mock = self._start(self._mock_argv, env=env, stdout=self._mock_log, stderr=subprocess.STDOUT)
         self.phone = GadgetbridgePhone(self.address, adapter, phone_name, phone_address)
         self._task = None
         try:
             self._task = asyncio.get_running_loop().create_task(self.phone.start(), name="sim-phone")
         except RuntimeError:
             pass                    # no loop (a board built outside the firmware): no phone
+
+    def restart_bluez(self) -> None:
+        """bluetoothd restarts: every registration is lost; the bonded phone is still known."""
+        self.mock.terminate()
+        self.mock.wait(timeout=5)
+        self._procs.remove(self.mock)
+        self.mock = self._start(self._mock_argv, env=self._env, stdout=self._mock_log,
+                                stderr=subprocess.STDOUT)
 
     def _start(self, argv, **kw) -> subprocess.Popen:
         proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, **kw)
@@ -171,6 +180,7 @@ class GadgetbridgePhone:
         self._rx_buf = b""
         self._refs = 0
         self._ready = asyncio.Event()
+        self._writing = asyncio.Lock()           # Gadgetbridge queues writes: lines never interleave
 
     @property
     def device_path(self) -> str:
@@ -224,8 +234,12 @@ class GadgetbridgePhone:
         await self._call("org.freedesktop.DBus", "/org/freedesktop/DBus", "org.freedesktop.DBus",
                          "AddMatch", "s", [f"type='signal',sender='{owner}',path='{chars[NUS_TX]}',"
                                            "interface='org.freedesktop.DBus.Properties'"])
-        await self._call(owner, chars[NUS_TX], "org.bluez.GattCharacteristic1", "StartNotify")
-        self.linked = True
+        self.linked = True          # before StartNotify: the glasses may answer it at once
+        try:
+            await self._call(owner, chars[NUS_TX], "org.bluez.GattCharacteristic1", "StartNotify")
+        except BaseException:
+            self.linked = False
+            raise
         self._ready.set()
         # Gadgetbridge's initializeDevice: clear the line, then set the time.
         await self.write(b" \x03")
@@ -279,10 +293,11 @@ class GadgetbridgePhone:
         owner, rx, _tx = self._glasses
         options = {"device": Variant("o", self.device_path), "link": Variant("s", "LE"),
                    "mtu": Variant("q", CHUNK + 3)}
-        for i in range(0, len(data), CHUNK):
-            await self._call(owner, rx, "org.bluez.GattCharacteristic1", "WriteValue", "aya{sv}",
-                             [data[i:i + CHUNK], options])
-        self.sent += 1
+        async with self._writing:
+            for i in range(0, len(data), CHUNK):
+                await self._call(owner, rx, "org.bluez.GattCharacteristic1", "WriteValue", "aya{sv}",
+                                 [data[i:i + CHUNK], options])
+            self.sent += 1
 
     async def send(self, obj: dict) -> None:
         await self.write(gadgetbridge_line(obj))

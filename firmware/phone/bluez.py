@@ -22,7 +22,7 @@ from dbus_fast.service import ServiceInterface, method
 
 from drivers.errors import GlassesError, Unreachable
 
-from ..ports import Clock, EventSink
+from ..ports import Clock, EventSink, Speaks
 from ..tasks import spawn
 from . import dbus as d
 from .gatt import UartServer
@@ -95,8 +95,8 @@ class PhoneLink:
 
     def __init__(self, settings: LinkSettings, events: EventSink, clock: Clock,
                  on_write: Callable[[bytes], None] = lambda data: None,
-                 on_link: Callable[[bool], None] = lambda up: None):
-        self.settings, self.events, self.clock = settings, events, clock
+                 on_link: Callable[[bool], None] = lambda up: None, speech: Speaks | None = None):
+        self.settings, self.events, self.clock, self.speech = settings, events, clock, speech
         self.on_write, self.on_link = on_write, on_link
         self.adapter_path = f"/org/bluez/{settings.adapter}"
         self.bus = None
@@ -197,19 +197,27 @@ class PhoneLink:
                           member="PropertiesChanged", sender=BLUEZ, path_namespace=self.adapter_path)
         await d.subscribe(bus, self._interfaces, interface="org.freedesktop.DBus.ObjectManager",
                           sender=BLUEZ)
+        # bluetoothd restarting drops every registration while the bus stays up: start again.
+        gone = asyncio.get_running_loop().create_future()
+        await d.subscribe(bus, lambda msg: msg.body[0] == BLUEZ and not msg.body[2] and not gone.done()
+                          and gone.set_result(None), interface="org.freedesktop.DBus",
+                          member="NameOwnerChanged", sender="org.freedesktop.DBus")
         self.state, self.error = "ready", ""
         backoff.reset()
         p = self.phone
         self.events.emit("phone", f"bluetooth ready as {s.alias!r}; "
                          + (f"bonded phone {self._name(p['path'])}" if p else "no phone paired yet"))
         keeper = asyncio.ensure_future(self._keep_connected())
+        closed = asyncio.ensure_future(bus.wait_for_disconnect())
         try:
-            await bus.wait_for_disconnect()
-        except (EOFError, OSError):
-            pass
+            await asyncio.wait({closed, gone}, return_when=asyncio.FIRST_COMPLETED)
         finally:
-            keeper.cancel()
-            await asyncio.gather(keeper, return_exceptions=True)
+            for task in (keeper, closed, gone):
+                task.cancel()
+            await asyncio.gather(keeper, closed, return_exceptions=True)
+        if gone.done() and not gone.cancelled():
+            self.events.emit("phone", "bluetooth lost: bluetoothd left the bus; starting again")
+            raise d.BusUnavailable("bluetoothd left the bus")
         raise d.BusUnavailable("the D-Bus connection to BlueZ closed")
 
     async def _keep_connected(self) -> None:
@@ -269,6 +277,8 @@ class PhoneLink:
         elif msg.member == "InterfacesRemoved":
             path, names = msg.body
             if DEVICE in names and self.devices.pop(path, None) is not None:
+                if self.uart is not None and self.phone is None:
+                    self.uart.drop_subscriber()
                 self.events.emit("phone", f"forgotten {path.rsplit('/', 1)[-1][4:].replace('_', ':')}")
                 self._changed.set()
 
@@ -283,6 +293,8 @@ class PhoneLink:
             self.events.emit("phone", f"{'connected' if now.get('Connected') else 'disconnected'} {name}")
             if now.get("Connected"):
                 self.last_seen = self.clock.wall()
+            elif self.uart is not None:
+                self.uart.drop_subscriber()
         self._changed.set()
 
     async def _bond(self, path: str) -> None:
@@ -346,6 +358,10 @@ class PhoneLink:
         who = self._name(device)
         self.events.emit("phone", f"confirm pairing with {who}" + (f", code {passkey}" if passkey else "")
                          + f": {HOW_TO_CONFIRM}")
+        if self.speech is not None:       # the glasses have no screen: the code is said
+            code = f" The code is {' '.join(passkey)}." if passkey else ""
+            spawn(self.speech.say(f"Pair with {who.split(' (')[0]}?{code} To accept, {HOW_TO_CONFIRM}."),
+                  name="phone-pair-prompt")
         try:
             accepted = await asyncio.wait_for(answer, self.settings.confirm_s)
         except asyncio.TimeoutError:

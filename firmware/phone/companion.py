@@ -255,16 +255,14 @@ class Companion:
         while len(self._held) >= self.settings.held_max:
             self._held.popleft()
         self._held.append((text, self.clock.monotonic(), keep_s, key))
+        if self.busy() or self.speech.busy:
+            self.events.emit("phone", f"held {len(self._held)} while the wearer or the assistant speaks")
         if self._announcer is None or self._announcer.done():
             self._announcer = spawn(self._announce_loop(), name="phone-announce")
 
     async def _announce_loop(self) -> None:
-        told_held = False
         while self._held:
             if self.busy() or self.speech.busy:
-                if not told_held:
-                    self.events.emit("phone", f"held {len(self._held)} while the wearer or the assistant speaks")
-                    told_held = True
                 await self.clock.asleep(0.2)
                 continue
             text, at, keep_s, _key = self._held.popleft()

@@ -171,6 +171,11 @@ class UartServer:
                      "RegisterAdvertisement", "oa{sv}", [ADVERT_PATH, {}], self.timeout_s)
         self.advert.released = False
 
+    def drop_subscriber(self) -> None:
+        """The phone's link went down: its notification session ends with it (as in BlueZ)."""
+        if self.tx.notifying:
+            self.tx.StopNotify()
+
     @property
     def subscribed(self) -> bool:
         return self.tx.notifying
