@@ -157,6 +157,16 @@ def _open_sim(config, data_dir: Path, clock) -> Endpoints:
             raise
         sim.phone, address = sim.bluetooth.phone, sim.bluetooth.address
         closers.insert(0, sim.bluetooth.close)
+        # Its calls and music: oFono, BlueALSA and the phone's player on the same bus.
+        from .sim.telephony import SimTelephony
+        sim.telephony = SimTelephony(data_dir, address, sim.phone.device_path, sim.phone.name)
+        try:
+            sim.telephony.start()
+        except BaseException:
+            for close in closers:
+                close()
+            raise
+        closers.insert(0, sim.telephony.close)
     return Endpoints(
         i2c_bus=sim.i2c, i2c_name=f"sim-i2c-{config.i2c.bus}", pin_factory=sim.gpio.factory,
         mic_stream_factory=sim.mic_stream_factory, speaker_stream_factory=sim.speaker_stream_factory,

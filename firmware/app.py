@@ -28,7 +28,10 @@ from .payments.flow import Payments
 from .payments.phone import NoPhone
 from .payments.scanner import Scanner
 from .phone.bluez import LinkSettings, PhoneLink
+from .phone.call_voice import CallVoice
+from .phone.calls import Calls
 from .phone.companion import Companion
+from .phone.media import Media
 from .power import modes as m
 from .power.conditions import Conditions, ModeScheduler, Thresholds
 from .power.energy import Activity, EnergyMeter
@@ -158,17 +161,30 @@ class Firmware:
             self.phone_link = PhoneLink(LinkSettings(bt.address, bt.adapter, bt.alias), self.events, clock)
             self.phone = Companion(self.phone_link, self.speech, self.events, clock,
                                    busy=lambda: self.assistant.state in TALKING)
+        # Calls (oFono: the glasses as hands-free unit; BlueALSA: the call's audio) and music
+        # (BlueZ's AVRCP player) on the same bus. A call holds the speaker and microphones.
+        self.calls = self.media = None
+        if board.bluetooth is not None:
+            self.media = Media(board.bluetooth.address, self.speech, self.events, clock,
+                               on_playing=lambda playing: setattr(board, "media_playing", playing))
+            self.calls = Calls(board.bluetooth.address, self.arbiter, board.speaker, self.hub,
+                               self.speech, self.events, clock, self.blocking, media=self.media,
+                               companion=self.phone)
         self.payments = Payments(Scanner(self.capture, self.blocking, clock), self.phone,
                                  self.speech, self.events, clock, self.blocking, self.data_dir,
                                  worn=lambda: self.fresh_conditions().worn)
         self.router = Router(self.capture, self.recorder, board.speaker, self.conversation, clock,
                              self.fresh_conditions, self.data_dir, translator=self.translator,
-                             reader=self.reader, payments=self.payments, privacy=self.capture)
+                             reader=self.reader, payments=self.payments, privacy=self.capture,
+                             calls=self.calls, media=self.media)
         self.assistant = Assistant(self.hub, self.voice_worker, self.model_worker, self.arbiter,
                                    self.modes, clock, self.events, self.speech, self.cues,
                                    self.router, self.conversation, self.blocking, self.data_dir,
                                    touch=self.scheduler.touch, asr_confirms=_asr_is_real(models_dir),
                                    translator=self.translator)
+        if self.calls is not None:    # "answer", "hang up" heard during a call, no wake word
+            CallVoice(self.calls, self.voice_worker, self.arbiter, clock, self.hub, self.router,
+                      self.events)
         # Meeting notes: transcripts and summaries in the background, behind the assistant.
         self.transcriber = Transcriber(self.model_worker, self.modes, self.assistant.loop, clock,
                                        self.events, self.blocking, self.data_dir,
@@ -219,6 +235,8 @@ class Firmware:
         self.scheduler.touch()
         if self.phone_link is not None and self.phone_link.gesture(button, gesture):
             return                  # a pairing confirmed, or the pairing window opened (phone link)
+        if self.calls is not None and self.calls.gesture(button, gesture):
+            return                  # while a call rings or runs, the action button is the call's
         if self.payments.gesture(button, gesture):
             return                  # a payment offer was waiting for this press
         self.assistant.gesture(button, gesture)
@@ -264,6 +282,9 @@ class Firmware:
     # Lifecycle.
     async def start_workers(self) -> None:
         """Start listening and the inference workers; their state shows in `status`."""
+        for service in (self.calls, self.media):
+            if service is not None:
+                service.start()     # watch oFono and BlueZ, reconnecting with back-off
         self.assistant.start()
         for name, client in (("voice", self.voice_worker), ("worker", self.model_worker)):
             if client is None:
@@ -284,6 +305,9 @@ class Firmware:
             self.stopping.set()
 
     async def shutdown(self) -> None:
+        for service in (self.calls, self.media):
+            if service is not None:
+                await service.close()           # a call in progress ends, its claims released
         await self.transcriber.close()
         await self.assistant.close()
         await self.hub.close()

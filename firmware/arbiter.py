@@ -19,6 +19,7 @@ SHARED = frozenset({"microphones"})
 
 PRIORITY = {
     "system": 100,      # shutdown, critical battery
+    "call": 90,         # a phone call: its speaker and microphones are the caller's
     "video": 80,        # a running video is never cut by a photo or the assistant
     "photo": 70,
     "assistant": 60,
@@ -33,6 +34,9 @@ SUSPENDS = {
     "video": ("wake_word",),        # the microphones record the video's sound track, and
                                     # the assistant's voice must not end up in the video
     "assistant": ("wake_word",),    # the assistant's own voice must not wake it again
+    "call": ("wake_word",),         # the wearer talks to the caller, not to the glasses; the
+                                    # action button is the call's too (app.py), and music is
+                                    # paused by the call itself (phone/calls.py)
 }
 
 

@@ -32,6 +32,8 @@ TEMPLATE = Path(__file__).with_name("telephony_mock.py")
 MOCK = "org.freedesktop.DBus.Mock"
 PLAYER = "org.bluez.MediaPlayer1"
 TRANSPORT = "org.bluez.MediaTransport1"
+PROPS = "org.freedesktop.DBus.Properties"
+OM = "org.freedesktop.DBus.ObjectManager"
 SIM_QUEUE = "org.glasses.SimPlayer"   # the sim player's own queue (not a BlueZ interface)
 A2DP_SINK_UUID = "0000110b-0000-1000-8000-00805f9b34fb"
 CALL_RATE_HZ = 16000
@@ -44,8 +46,9 @@ _PAUSE = f'self.UpdateProperties("{PLAYER}", {{"Status": "paused"}})'
 _STOP = f'self.UpdateProperties("{PLAYER}", {{"Status": "stopped"}})'
 _NEXT = (f'q = list(self.Get("{SIM_QUEUE}", "Queue"))\n'
          f'if q:\n'
-         f'    self.UpdateProperties("{SIM_QUEUE}", {{"Queue": dbus.Array(q[1:], signature="a{{sv}}")}})\n'
-         f'    self.UpdateProperties("{PLAYER}", {{"Track": q[0], "Status": "playing", "Position": dbus.UInt32(0)}})\n'
+         f'    self.Set("{SIM_QUEUE}", "Queue", dbus.Array(q[1:], signature="a{{sv}}"))\n'
+         f'    self.Set("{PLAYER}", "Track", q[0])\n'
+         f'    self.UpdateProperties("{PLAYER}", {{"Status": "playing", "Position": dbus.UInt32(0)}})\n'
          f'else:\n'
          f'    self.UpdateProperties("{PLAYER}", {{"Status": "stopped"}})')
 _PREVIOUS = f'self.UpdateProperties("{PLAYER}", {{"Position": dbus.UInt32(0), "Status": "playing"}})'
@@ -173,6 +176,12 @@ class SimTelephony:
         elif not on and self.connected:
             await self._ofono("RemovePhone")
             self.call = None
+            if self._media_added:        # BlueZ drops the player and the stream with the link
+                for path, interface in ((self.player, PLAYER), (self.transport, TRANSPORT)):
+                    await self._bluez("/", "RemoveObject", "s", [path])
+                    await self._bluez("/", "EmitSignal", "sssav", [OM, "InterfacesRemoved", "oas", [
+                        Variant("o", path), Variant("as", [interface])]])
+                self._media_added = False
         self.connected = on
 
     # Music.
@@ -201,6 +210,11 @@ class SimTelephony:
         }
         await self._bluez("/", "AddObject", "ssa{sv}a(ssss)",
                           [self.transport, TRANSPORT, transport_props, []])
+        # As bluetoothd announces them (dbusmock's AddObject does not, on this template).
+        for path, interface, props in ((self.player, PLAYER, player_props),
+                                       (self.transport, TRANSPORT, transport_props)):
+            await self._bluez("/", "EmitSignal", "sssav", [OM, "InterfacesAdded", "oa{sa{sv}}", [
+                Variant("o", path), Variant("a{sa{sv}}", {interface: props})]])
         self._media_added = True
 
     @staticmethod
@@ -213,26 +227,26 @@ class SimTelephony:
         if not self.connected:
             raise Unreachable("the sim phone is off; `sim phone on` first")
         await self._add_media()
+        # Track through Properties.Set: dbusmock's UpdateProperties cannot wrap a dict.
+        await self._call("org.bluez", self.player, PROPS, "Set", "ssv",
+                         [PLAYER, "Track", Variant("a{sv}", self._track(title, artist))])
         await self._bluez(self.player, "UpdateProperties", "sa{sv}", [PLAYER, {
-            "Track": Variant("a{sv}", self._track(title, artist)),
             "Status": Variant("s", "playing"), "Position": Variant("u", 0)}])
 
     async def music_queue(self, title: str, artist: str) -> None:
         """TITLE by ARTIST plays after the current track (`Next`)."""
         await self._add_media()
-        [queue] = await self._call("org.bluez", self.player, "org.freedesktop.DBus.Properties",
-                                   "Get", "ss", [SIM_QUEUE, "Queue"])
+        [queue] = await self._call("org.bluez", self.player, PROPS, "Get", "ss", [SIM_QUEUE, "Queue"])
         tracks = list(queue.value) + [self._track(title, artist)]
-        await self._bluez(self.player, "UpdateProperties", "sa{sv}",
-                          [SIM_QUEUE, {"Queue": Variant("aa{sv}", tracks)}])
+        await self._call("org.bluez", self.player, PROPS, "Set", "ssv",
+                         [SIM_QUEUE, "Queue", Variant("aa{sv}", tracks)])
 
     async def music_state(self) -> dict:
         """{"status", "title", "artist", "volume"} as the phone's player and transport hold them."""
         if not self._media_added:
             return {"status": "none"}
-        props = "org.freedesktop.DBus.Properties"
-        [player] = await self._call("org.bluez", self.player, props, "GetAll", "s", [PLAYER])
-        [transport] = await self._call("org.bluez", self.transport, props, "GetAll", "s", [TRANSPORT])
+        [player] = await self._call("org.bluez", self.player, PROPS, "GetAll", "s", [PLAYER])
+        [transport] = await self._call("org.bluez", self.transport, PROPS, "GetAll", "s", [TRANSPORT])
         track = player["Track"].value
         return {"status": player["Status"].value,
                 "title": track["Title"].value if "Title" in track else "",

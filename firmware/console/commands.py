@@ -126,6 +126,8 @@ def status_dict(fw) -> dict:
         "faults": snap.faults,
         # The phone link (issue 14): added, every field above unchanged.
         "phone": fw.phone_link.status() if getattr(fw, "phone_link", None) else {"state": "none"},
+        "call": fw.calls.status()["state"] if getattr(fw, "calls", None) else "none",
+        "music": fw.media.status_line() if getattr(fw, "media", None) else {"status": "none"},
     }
 
 

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from drivers.errors import ConfigError, GlassesError
 
+from .calls import SIM_USAGE as CALL_USAGE, sim_phone_telephony
 from .commands import CommandError, command, is_count, split
 from ..voice.cues import ESPEAK_VOICES, SpeechError, synthesize
 
@@ -30,7 +31,7 @@ USAGE = [
     "sim advance SECONDS",
     "sim speaker",
     "sim phone [on|off | wallet approve|decline|silent | intents on|off | product DIGITS TEXT"
-    " | notify APP TEXT | nav [METRES] TEXT | pair | line TEXT | garbage]",
+    " | notify APP TEXT | nav [METRES] TEXT | pair | line TEXT | garbage | " + CALL_USAGE + "]",
 ]
 
 
@@ -227,16 +228,23 @@ async def sim_phone(fw, sim, args):
         raise CommandError("this sim board has no phone: its board file has no [bluetooth] table")
     await phone.ready()
     try:
+        telephony = await sim_phone_telephony(sim, args)    # call, hangup, music (calls.py)
+        if telephony is not None:
+            return telephony
         match args:
             case []:
                 lines = [f"phone {'on' if phone.present else 'off'}, wallet {phone.wallet}, "
                          f"{len(phone.products)} products, {len(phone.payments)} payments received",
                          f"gadgetbridge {'linked' if phone.linked else 'not linked'}, "
                          f"{phone.sent} lines sent, {len(phone.received)} received"]
+                if getattr(sim, "telephony", None) is not None:
+                    lines += await sim.telephony.describe()
                 return lines + [f"received {p['payee']} {p['amount']} {p['currency']} ({p['scheme']})"
                                 for p in phone.payments]
             case ["on" | "off" as state]:
                 await phone.set_present(state == "on")
+                if getattr(sim, "telephony", None) is not None:   # its calls and music too
+                    await sim.telephony.set_connected(state == "on")
             case ["wallet", "approve" | "decline" | "silent" as answer]:
                 phone.wallet = answer
             case ["intents", "on" | "off" as state]:

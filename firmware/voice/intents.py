@@ -61,6 +61,16 @@ PHRASES: dict[str, tuple[str, ...]] = {
                 "how much battery do i have"),
     "time": ("what time is it", "what's the time", "tell me the time"),
     "cancel": ("stop", "cancel", "never mind"),
+    # The phone (phone/calls.py, phone/media.py). During a call these are heard without
+    # the wake word (phone/call_voice.py), so the call's words are short and distinct.
+    "call_answer": ("answer", "answer the call", "answer it", "pick up", "accept the call"),
+    "call_reject": ("reject", "reject the call", "decline", "decline the call"),
+    "call_hangup": ("hang up", "end the call", "end call", "hang up the call"),
+    "music_play": ("play music", "play the music", "resume the music", "resume music"),
+    "music_pause": ("pause the music", "pause music", "stop the music", "stop music"),
+    "music_next": ("next song", "next track", "skip this song", "skip the song", "play the next song"),
+    "music_now": ("what song is this", "what's playing", "what is playing", "what song is playing",
+                  "what is this song", "who sings this"),
 }
 
 PHRASE_TO_ACTION = {p: a for a, ps in PHRASES.items() for p in ps}

@@ -43,12 +43,13 @@ class Router:
 
     def __init__(self, capture, recorder, speaker: Speaker, conversation, clock: Clock,
                  conditions, data_dir: Path, translator=None, reader=None, payments=None,
-                 privacy=None):
+                 privacy=None, calls=None, media=None):
         self.capture, self.recorder, self.speaker = capture, recorder, speaker
         self.conversation, self.clock = conversation, clock
         self.translator, self.reader = translator, reader    # voice/translator.py, reading.py
         self.payments = payments                             # payments/flow.py
         self.privacy = privacy          # capture's "don't record me": pause/resume
+        self.calls, self.media = calls, media                # phone/calls.py, phone/media.py
         self.conditions = conditions    # () -> fresh power.conditions.Conditions
         self.data_dir = Path(data_dir)
 
@@ -242,12 +243,30 @@ async def _cancel(r: Router) -> Outcome:
     return Outcome("Okay.", ("okay",))
 
 
+def _phone(service: str, method: str, what: str):
+    """An action of the phone's calls or music: what it says is the reply."""
+    async def handler(r: Router, **args) -> Outcome:
+        _needs(getattr(r, service), what)
+        say = await getattr(getattr(r, service), method)(**args)
+        return Outcome(say, (say,))
+    return handler
+
+
 def _volume(step: float):
     async def handler(r: Router) -> Outcome:
+        if r.media is not None and r.media.status == "playing":     # music: its volume
+            say = await r.media.step_volume(1 if step > 0 else -1)
+            return Outcome(say, (say,))
         r.speaker.volume = round(min(1.0, max(0.1, r.speaker.volume + step)), 2)
         return Outcome(f"Volume {round(r.speaker.volume * 100)} percent.",
                        (f"volume {r.speaker.volume:.2f}",))
     return handler
+
+
+async def _music_now(r: Router) -> Outcome:
+    _needs(r.media, "music")
+    say = r.media.now()
+    return Outcome(say, (say,))
 
 
 async def _battery(r: Router) -> Outcome:
@@ -293,6 +312,14 @@ ACTIONS: dict[str, Action] = {a.name: a for a in [
     Action("privacy_pause", "pause capture: someone asked not to be recorded", _privacy_pause),
     Action("privacy_resume", "capture allowed again", _privacy_resume),
     Action("cancel", "stop translating", _cancel),
+    Action("call_answer", "answer the ringing call", _phone("calls", "answer", "calls")),
+    Action("call_reject", "decline the ringing call", _phone("calls", "reject", "calls")),
+    Action("call_hangup", "end the call", _phone("calls", "hangup", "calls")),
+    Action("music_play", "play the phone's music", _phone("media", "play", "music")),
+    Action("music_pause", "pause the phone's music", _phone("media", "pause", "music")),
+    Action("music_next", "the next track", _phone("media", "next", "music")),
+    Action("music_volume", "the music's volume, PERCENT", _phone("media", "set_volume", "music")),
+    Action("music_now", "what song is playing", _music_now),
     Action("volume_up", "louder", _volume(+0.1)),
     Action("volume_down", "quieter", _volume(-0.1)),
     Action("battery", "the battery level", _battery),
