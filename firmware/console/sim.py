@@ -63,6 +63,8 @@ async def cmd_sim(session, args):
     sub, _, tail = args[0].strip().partition(" ")
     # `sim say` takes its text as typed (apostrophes are words there); the rest is tokenized.
     rest = _say_args(tail) if sub == "say" else split(tail)
+    if sub == "phone" and tail.startswith("line "):
+        rest = ["line", tail[5:]]     # a phone line as typed: its quotes are JavaScript's
     handler = SUBCOMMANDS.get(sub)
     if handler is None:
         raise CommandError(f"unknown sim command '{sub[:20]}'; one of: {', '.join(SUBCOMMANDS)}")
@@ -239,8 +241,8 @@ async def sim_phone(fw, sim, args):
                          f"{phone.sent} lines sent, {len(phone.received)} received"]
                 if getattr(sim, "telephony", None) is not None:
                     lines += await sim.telephony.describe()
-                return lines + [f"received {p['payee']} {p['amount']} {p['currency']} ({p['scheme']})"
-                                for p in phone.payments]
+                return lines + [f"received {p['payee']} {p['amount']} {p['currency']} ({p['scheme']}) "
+                                f"intent {p['data'][:120]}" for p in phone.payments]
             case ["on" | "off" as state]:
                 await phone.set_present(state == "on")
                 if getattr(sim, "telephony", None) is not None:   # its calls and music too
