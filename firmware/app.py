@@ -158,7 +158,8 @@ class Firmware:
         self.phone_link, self.phone = None, NoPhone()
         if board.bluetooth is not None:
             bt = board.bluetooth
-            self.phone_link = PhoneLink(LinkSettings(bt.address, bt.adapter, bt.alias), self.events, clock)
+            self.phone_link = PhoneLink(LinkSettings(bt.address, bt.adapter, bt.alias), self.events,
+                                        clock, speech=self.speech)
             self.phone = Companion(self.phone_link, self.speech, self.events, clock,
                                    busy=lambda: self.assistant.state in TALKING)
         # Calls (oFono: the glasses as hands-free unit; BlueALSA: the call's audio) and music
