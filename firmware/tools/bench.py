@@ -332,6 +332,10 @@ def main(models_dir: Path | None, as_json: bool = False, threads: int | None = N
     # model benchmarks, so the two do not compete for the cores).
     from .bench_assistant import measure
     result.update(measure(Path(models_dir)))
+    # First audio with the LLM and ASR offloaded to servers on loopback, against on-board
+    # (docs/offload.md); {"error"} when the servers are not installed.
+    from . import bench_offload
+    result.update(bench_offload.measure(Path(models_dir)))
     if as_json:
         print(json.dumps(result, default=float))
         return 0
@@ -359,4 +363,8 @@ def main(models_dir: Path | None, as_json: bool = False, threads: int | None = N
           + ", ".join(f"{k} {v:.0f}" for k, v in a["stages_ms"].items() if v is not None))
     print(f"standby {sb['cpu_ms_per_s']:.0f} ms CPU per s of audio (direct VAD + wake "
           f"{sb['direct_cpu_ms_per_s']:.0f}, ratio {sb['ratio']:.2f})")
+    off = result["offload"]
+    print(f"offload first audio {off['offload_first_audio_ms']:.0f} ms against on-board "
+          f"{off['onboard_first_audio_ms']:.0f} ms (ratio {off['ratio']:.2f})" if "error" not in off
+          else f"offload: not measured ({off['error']})")
     return 0

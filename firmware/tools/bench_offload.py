@@ -129,14 +129,14 @@ def whisper_dir():
         yield Path(tmp)
 
 
-def whisper_server(model_dir: Path, log: Path, port: int | None = None) -> Server:
+def whisper_server(model_dir: Path, log: Path, port: int | None = None, threads: int = 1) -> Server:
     port = port or free_port()
     exe = SERVERS_PY.parent / "wyoming-faster-whisper"
     data = log.parent / "wfw-data"
     data.mkdir(exist_ok=True)
     # A local model path, --local-files-only and HF_HUB_OFFLINE: it never asks the hub.
     argv = [str(exe), "--uri", f"tcp://127.0.0.1:{port}", "--model", str(model_dir),
-            "--data-dir", str(data), "--local-files-only", "--cpu-threads", "1",
+            "--data-dir", str(data), "--local-files-only", "--cpu-threads", str(threads),
             "--beam-size", "1", "--language", "en"]
     return Server(argv, port, log, _tcp_ready)
 
@@ -153,6 +153,8 @@ async def _measure(models_dir: Path, llm_url: str, asr_url: str, runs: int) -> d
                settings.Server("asr", "wyoming", asr_url, deadline_s=10)]
     audio, end_s = _speech(QUESTION)
     rows = {"offload": [], "onboard": []}
+    served: dict[str, int] = {}          # requests the servers answered
+    fell_back: dict[str, int] = {}       # and those the glasses answered instead (want 0)
     with tempfile.TemporaryDirectory(prefix="glasses-bench-offload-") as tmp:
         fw = Firmware(boards.load("sim"), Path(tmp), SimClock(realtime=True), models_dir=models_dir)
         sampler = asyncio.create_task(fw.sample_forever())
@@ -166,10 +168,12 @@ async def _measure(models_dir: Path, llm_url: str, asr_url: str, runs: int) -> d
                         for s in servers:
                             fw.offload.set(s)
                     else:
+                        for role, st in fw.offload.status()["roles"].items():
+                            served[role] = served.get(role, 0) + st["served"]
+                            fell_back[role] = fell_back.get(role, 0) + st["fallbacks"]
                         fw.offload.clear("all")
                     fw.conversation.memory.clear()     # the same question, afresh, each time
                     rows[side].append(await _turn(fw, audio, end_s))
-            status = fw.offload.status()
         finally:
             sampler.cancel()
             await fw.shutdown()
@@ -182,7 +186,7 @@ async def _measure(models_dir: Path, llm_url: str, asr_url: str, runs: int) -> d
             "ratio": round(med["offload"]["first_audio_ms"] / med["onboard"]["first_audio_ms"], 2),
             "stages_ms": med, "runs": runs, "question": QUESTION,
             "per_run_ms": {side: [round(r["first_audio_ms"]) for r in rs] for side, rs in rows.items()},
-            "served": {role: s["served"] for role, s in status.get("roles", {}).items()}}
+            "served": served, "fallbacks": fell_back}
 
 
 def measure(models_dir: Path, runs: int = RUNS) -> dict:
@@ -194,7 +198,8 @@ def measure(models_dir: Path, runs: int = RUNS) -> dict:
         llama = whisper = None
         try:
             llama = llama_server(gguf, Path(tmp) / "llama.log")
-            whisper = whisper_server(ct2, Path(tmp) / "wyoming.log")
+            # As many threads as the glasses' own ASR gets (the board's cores).
+            whisper = whisper_server(ct2, Path(tmp) / "wyoming.log", threads=os.cpu_count() or 1)
             result = asyncio.run(_measure(Path(models_dir), f"http://127.0.0.1:{llama.port}/v1",
                                           f"tcp://127.0.0.1:{whisper.port}", runs))
         finally:
@@ -223,7 +228,7 @@ def main(argv=None) -> int:
         return 1 if "error" in out else 0
     print(f"first audio: offload {out['offload_first_audio_ms']:.0f} ms, on-board "
           f"{out['onboard_first_audio_ms']:.0f} ms (ratio {out['ratio']:.2f}; median of "
-          f"{out['runs']} interleaved turns each, served {out['served']})")
+          f"{out['runs']} interleaved turns each, served {out['served']}, fell back {out['fallbacks']})")
     for side, st in out["stages_ms"].items():
         print(f"  {side:<8} " + ", ".join(f"{k} {v:.0f}" for k, v in st.items() if v is not None))
     return 0
