@@ -161,7 +161,7 @@ class Firmware:
             self.phone_link = PhoneLink(LinkSettings(bt.address, bt.adapter, bt.alias), self.events,
                                         clock, speech=self.speech)
             self.phone = Companion(self.phone_link, self.speech, self.events, clock,
-                                   busy=lambda: self.assistant.state in TALKING)
+                                   busy=lambda: self.assistant.state in TALKING or self.in_call())
         # Calls (oFono: the glasses as hands-free unit; BlueALSA: the call's audio) and music
         # (BlueZ's AVRCP player) on the same bus. A call holds the speaker and microphones.
         self.calls = self.media = None
@@ -211,6 +211,10 @@ class Firmware:
     def _activity(self) -> Activity:
         return Activity(video=self.capture.recording_video, meeting=self.recorder.running,
                         music=self.board.media_playing)
+
+    def in_call(self) -> bool:
+        """A phone call rings or runs: spoken notifications wait until it ends."""
+        return self.calls is not None and self.calls.state != "idle"
 
     def fresh_conditions(self) -> Conditions:
         self.sample()

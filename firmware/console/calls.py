@@ -8,6 +8,7 @@ from .commands import CommandError, as_json, command, take_flag
 from .features import run_action
 
 CALL_USAGE = "call answer|reject|hangup | call [status] [--json]"
+NO_PHONE = "this board has no phone link (no [bluetooth] table in its board file)"
 MUSIC_USAGE = "music play|pause|next|now | music volume PERCENT | music status [--json]"
 
 
@@ -15,6 +16,8 @@ MUSIC_USAGE = "music play|pause|next|now | music volume PERCENT | music status [
 async def cmd_call(session, args):
     args, js = take_flag(args, "--json")
     calls = session.fw.calls
+    if calls is None:
+        raise CommandError(NO_PHONE)
     match args:
         case [] | ["status"]:
             status = calls.status()
@@ -36,6 +39,8 @@ async def cmd_call(session, args):
 @command("music", MUSIC_USAGE, "the phone's music: play, pause, next, volume, what is playing")
 async def cmd_music(session, args):
     args, js = take_flag(args, "--json")
+    if session.fw.media is None:
+        raise CommandError(NO_PHONE)
     match args:
         case ["play" | "pause" | "next" | "now" as what]:
             return await run_action(session, f"music {what}", f"music_{what}", {})
