@@ -69,9 +69,11 @@ fi
 # The user's servers for the offload tests and bench (docs/offload.md), in a venv of their
 # own (their dependencies, e.g. huggingface-hub 2 and protobuf 7, are not the firmware's):
 # llama-cpp-python's OpenAI server, an sdist that compiles (about 6 min on 2 cores once;
-# pip's wheel cache makes a re-run about 25 s), and wyoming-faster-whisper (wheels, 30 s).
+# pip's wheel cache makes a re-run about 25 s); wyoming-faster-whisper, faster-whisper-server
+# (the OpenAI transcription API) and wyoming-piper are wheels (about 35 s together).
 # GLASSES_SKIP_OFFLOAD_SERVERS=1 skips them; tests/test_offload.py then skips, saying why.
-OFFLOAD_SERVERS=("llama-cpp-python[server]==0.3.36" "wyoming-faster-whisper==3.8.1")
+OFFLOAD_SERVERS=("llama-cpp-python[server]==0.3.36" "wyoming-faster-whisper==3.8.1"
+                 "faster-whisper-server==0.0.3" "wyoming-piper==2.5.2")
 if [ "${GLASSES_SKIP_OFFLOAD_SERVERS:-0}" != "1" ]; then
   servers_stamp=.venv/offload-servers/.installed-$(printf '%s\n' "${OFFLOAD_SERVERS[@]}" | sha256sum | cut -c1-16)
   if [ ! -e "$servers_stamp" ]; then
@@ -80,7 +82,7 @@ if [ "${GLASSES_SKIP_OFFLOAD_SERVERS:-0}" != "1" ]; then
     # No llava (multimodal) library: the tests need the text model only, and it halves the build.
     CMAKE_ARGS="-DLLAVA_BUILD=OFF" CMAKE_BUILD_PARALLEL_LEVEL="$(nproc)" \
       .venv/offload-servers/bin/python -m pip install -q "${OFFLOAD_SERVERS[@]}" 2>&1 | grep -v -i warning || true
-    .venv/offload-servers/bin/python -c "import llama_cpp.server, wyoming_faster_whisper"
+    .venv/offload-servers/bin/python -c "import llama_cpp.server, wyoming_faster_whisper, faster_whisper_server, wyoming_piper"
     rm -f .venv/offload-servers/.installed-*
     touch "$servers_stamp"
   fi

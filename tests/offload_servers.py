@@ -1,12 +1,14 @@
 """The user's servers for the offload tests: the launchers of firmware/tools/bench_offload.py
-(llama-cpp-python's OpenAI server, wyoming-faster-whisper), and a server that hangs."""
+(llama-cpp-python's OpenAI server, wyoming-faster-whisper, faster-whisper-server,
+wyoming-piper), and a server that hangs."""
 
 import contextlib
 import socket
 import threading
 
 from firmware.tools.bench_offload import (SERVER_MODEL, free_port, gguf_file,  # noqa: F401
-                                          llama_server, missing, whisper_dir, whisper_server)
+                                          llama_server, missing, openai_whisper_server,
+                                          piper_dir, piper_server, whisper_dir, whisper_server)
 
 
 class SilentServer:

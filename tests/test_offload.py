@@ -4,7 +4,9 @@ The LLM: llama-cpp-python's OpenAI server on the GGUF the glasses' LLM was made 
 from the sim board's console; answered by the server, then the server SIGKILLed mid-answer
 (the answer finished on the glasses), the next question answered on the glasses with one
 EVT, the server back (one EVT), and a server that accepts and never answers. The ASR:
-wyoming-faster-whisper on the shipped Whisper, with the real on-board worker as fallback.
+wyoming-faster-whisper and faster-whisper-server (the OpenAI transcription API) on the
+shipped Whisper; the TTS: wyoming-piper on the glasses' Piper voice; each with the real
+on-board worker as the fallback.
 The token never reaches the log, the console or the firmware's output.
 """
 
@@ -173,14 +175,11 @@ def test_llm_offload_through_the_sim_server_killed_back_and_hung(tmp_path, test_
 
 @needs_servers
 def test_asr_over_wyoming_with_the_worker_as_fallback(tmp_path, test_models):
-    from drivers.resample import resample
     from firmware.events import EventBus
     from firmware.offload.router import OffloadingModels
-    from firmware.voice.cues import synthesize
     from firmware.worker import InferenceClient
 
-    audio, rate = synthesize("what is the weather like in London today", "en", 150)
-    audio = resample(audio.reshape(len(audio), -1).mean(axis=1), rate, 16000)
+    audio = _speech("what is the weather like in London today")
     with srv.whisper_dir() as model_dir:
         server = srv.whisper_server(model_dir, tmp_path / "wyoming.log")
         try:
@@ -214,5 +213,64 @@ async def _asr(server, audio, test_models, InferenceClient, EventBus, Offloading
         await models.transcribe(audio)               # straight on-board now: no second EVT
         assert len(seen) == 1 and seen[0].startswith("offload asr unreachable: cannot reach"), seen
         assert models.status()["asr"]["fallbacks"] == 2
+    finally:
+        await client.stop()
+
+
+@needs_servers
+def test_openai_transcription_and_a_wyoming_voice(tmp_path, test_models):
+    from firmware.worker import InferenceClient
+    audio = _speech("what is the weather like in London today")
+    with srv.whisper_dir() as model_dir, srv.piper_dir() as voice_dir:
+        asr = srv.openai_whisper_server(model_dir, tmp_path / "fws.log")
+        tts = srv.piper_server(voice_dir, tmp_path / "piper.log")
+        hung = srv.SilentServer()
+        try:
+            asyncio.run(_openai_asr_and_voice(asr, tts, hung, audio, test_models, InferenceClient))
+        finally:
+            for s in (asr, tts, hung):
+                s.close() if s is hung else s.kill()
+
+
+def _speech(text: str):
+    from drivers.resample import resample
+    from firmware.voice.cues import synthesize
+    audio, rate = synthesize(text, "en", 150)
+    return resample(audio.reshape(len(audio), -1).mean(axis=1), rate, 16000)
+
+
+async def _openai_asr_and_voice(asr, tts, hung, audio, test_models, InferenceClient):
+    from firmware.events import EventBus
+    from firmware.offload.router import OffloadingModels
+    client = InferenceClient(test_models, threads=1, preload=("asr", "tts"))
+    await client.start(timeout_s=60)
+    try:
+        events, seen = EventBus(), []
+        events.subscribe(seen.append)
+        models = OffloadingModels(client, {
+            "asr": settings.Server("asr", "openai", f"http://127.0.0.1:{asr.port}/v1",
+                                   model="whisper-base", deadline_s=15),
+            "tts": settings.Server("tts", "wyoming", f"tcp://127.0.0.1:{tts.port}",
+                                   deadline_s=10)}, events)
+        got = await models.transcribe(audio, language=["en", "zh", "ko"])
+        assert "weather" in got["text"].lower() and got["language"] == "en", got
+        assert "POST /v1/audio/transcriptions" in asr.text()
+        english = await models.transcribe(audio, task="translate")   # the translations endpoint
+        assert "london" in english["text"].lower() and "/v1/audio/translations" in asr.text()
+        voice, rate = await models.tts("The capital of France is Paris.")
+        assert rate == 22050 and 1.0 < len(voice) / rate < 5.0 and abs(voice).max() > 0.05
+        status = models.status()
+        assert (status["asr"]["served"], status["tts"]["served"], seen) == (2, 1, [])
+        # Killed: the glasses' own voice, said once; hung: the same, within its deadline.
+        tts.kill()
+        own, own_rate = await models.tts("Hello.")
+        assert len(own) and own_rate == (await client.tts("Hello."))[1]
+        assert [e.split(":")[0] for e in seen] == ["offload tts unreachable"], seen
+        models.configure({"tts": settings.Server("tts", "wyoming", f"tcp://127.0.0.1:{hung.port}",
+                                                 deadline_s=1.0)})
+        t0 = time.monotonic()
+        assert len((await models.tts("Hello."))[0])
+        assert time.monotonic() - t0 < 1.0 + 5.0
+        assert "no audio within 1 s" in seen[-1] or "did not answer within 1 s" in seen[-1], seen
     finally:
         await client.stop()

@@ -32,6 +32,7 @@ QUESTION = "why is the sky blue"
 
 ROOT = Path(__file__).resolve().parents[2]
 SERVERS_PY = ROOT / ".venv" / "offload-servers" / "bin" / "python"
+PIPER_VOICE = "en_US-joe-medium"
 SERVER_MODEL = "qwen-offload"       # the alias the server answers under: tells who answered
 
 
@@ -140,6 +141,41 @@ def whisper_server(model_dir: Path, log: Path, port: int | None = None, threads:
             "--beam-size", "1", "--language", "en"]
     return Server(argv, port, log, _tcp_ready)
 
+
+
+def _health_ready(port: int) -> bool:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=1) as r:
+            return r.status == 200
+    except OSError:
+        return False
+
+
+def openai_whisper_server(model_dir: Path, log: Path, port: int | None = None) -> Server:
+    """faster-whisper-server: the OpenAI transcription API on the shipped Whisper."""
+    port = port or free_port()
+    argv = [str(SERVERS_PY.parent / "faster-whisper-server"), str(model_dir),
+            "--host", "127.0.0.1", "--port", str(port), "--log-level", "info"]
+    return Server(argv, port, log, _health_ready)
+
+
+@contextlib.contextmanager
+def piper_dir():
+    """The glasses' Piper voice under the file names wyoming-piper looks for."""
+    from models.manifest import default_models_dir
+    voice = (default_models_dir() or Path("models/installed")) / "piper-en_US-joe-medium"
+    with tempfile.TemporaryDirectory(prefix="glasses-piper-") as tmp:
+        for ext in (".onnx", ".onnx.json"):
+            os.symlink((voice / f"voice{ext}").resolve(), Path(tmp) / f"{PIPER_VOICE}{ext}")
+        yield Path(tmp)
+
+
+def piper_server(voice_dir: Path, log: Path, port: int | None = None) -> Server:
+    """wyoming-piper (Home Assistant's TTS) on the glasses' own Piper voice."""
+    port = port or free_port()
+    argv = [str(SERVERS_PY), "-m", "wyoming_piper", "--voice", PIPER_VOICE,
+            "--uri", f"tcp://127.0.0.1:{port}", "--data-dir", str(voice_dir), "--local-files-only"]
+    return Server(argv, port, log, _tcp_ready)
 
 
 async def _measure(models_dir: Path, llm_url: str, asr_url: str, runs: int) -> dict:
