@@ -274,3 +274,30 @@ async def _openai_asr_and_voice(asr, tts, hung, audio, test_models, InferenceCli
         assert "no audio within 1 s" in seen[-1] or "did not answer within 1 s" in seen[-1], seen
     finally:
         await client.stop()
+
+
+@needs_servers
+def test_tls_with_a_ca_file_and_a_bearer_token(tmp_path, gguf):
+    from firmware.offload import openai
+    from firmware.offload.http import OffloadError
+    cert, key = srv.self_signed(tmp_path)
+    server = srv.llama_server(gguf, tmp_path / "llama-tls.log", tls=(cert, key), api_key=SECRET)
+    url = f"https://127.0.0.1:{server.port}/v1"
+    ask = [{"role": "user", "content": "What is the capital of France? One word."}]
+
+    async def answer(s):
+        return "".join([piece async for piece in openai.chat(s, ask, 8)])
+    try:
+        base = settings.Server("llm", "openai", url, model=srv.SERVER_MODEL, deadline_s=20)
+        with pytest.raises(OffloadError, match="TLS .* failed.*set its CA file"):
+            asyncio.run(answer(base))                    # self-signed: refused without its CA
+        with_ca = settings.Server("llm", "openai", url, model=srv.SERVER_MODEL, deadline_s=20,
+                                  ca_file=str(cert))
+        with pytest.raises(OffloadError, match="HTTP 401") as e:
+            asyncio.run(answer(with_ca))                 # the server wants the token
+        assert SECRET not in str(e.value)
+        with_token = settings.Server("llm", "openai", url, model=srv.SERVER_MODEL, deadline_s=20,
+                                     ca_file=str(cert), token=SECRET)
+        assert "paris" in asyncio.run(answer(with_token)).lower()
+    finally:
+        server.kill()

@@ -105,12 +105,29 @@ def gguf_file():
         yield path
 
 
-def llama_server(gguf: Path, log: Path, port: int | None = None, threads: int = 2) -> Server:
+def llama_server(gguf: Path, log: Path, port: int | None = None, threads: int = 2,
+                 tls: tuple[Path, Path] | None = None, api_key: str = "") -> Server:
+    """llama-cpp-python's server; `tls` (certificate, key) serves HTTPS, `api_key` wants a
+    bearer token (then readiness is the port accepting: it binds once the model is loaded)."""
     port = port or free_port()
     argv = [str(SERVERS_PY), "-m", "llama_cpp.server", "--model", str(gguf),
             "--model_alias", SERVER_MODEL, "--host", "127.0.0.1", "--port", str(port),
             "--n_threads", str(threads), "--n_ctx", "2048"]
-    return Server(argv, port, log, _http_ready)
+    if tls:
+        argv += ["--ssl_certfile", str(tls[0]), "--ssl_keyfile", str(tls[1])]
+    if api_key:
+        argv += ["--api_key", api_key]
+    return Server(argv, port, log, _tcp_ready if tls or api_key else _http_ready)
+
+
+def self_signed(directory: Path) -> tuple[Path, Path]:
+    """(certificate, key) for 127.0.0.1, made with openssl: a server's own CA, as at home."""
+    cert, key = directory / "server.crt", directory / "server.key"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+                    "-keyout", str(key), "-out", str(cert), "-subj", "/CN=127.0.0.1",
+                    "-addext", "subjectAltName=IP:127.0.0.1"],
+                   check=True, capture_output=True, timeout=60)
+    return cert, key
 
 
 @contextlib.contextmanager
