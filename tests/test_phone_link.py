@@ -23,7 +23,7 @@ from hypothesis import given, settings, strategies as st
 from boards import BOARDS_DIR
 from boards.schema import from_toml
 from drivers.clock import Clock
-from drivers.errors import ConfigError, GlassesError
+from drivers.errors import ConfigError
 from drivers.sim.bluetooth import SimBluetooth, gadgetbridge_line
 from firmware.events import EventBus
 from firmware.phone import dbus as d
@@ -178,6 +178,9 @@ def test_pairing_is_confirmed_with_the_action_button(fw):
     assert fw.cmd("phone forget").ok
     fw.events_until(lambda e: e.startswith("phone forgotten"))
     assert json.loads(fw.cmd("phone --json").lines[0])["state"] == "unpaired"
+    # A phone that is not bonded cannot make the glasses speak.
+    assert fw.cmd("sim phone notify Spam You won a prize").ok
+    fw.events_until(lambda e: e.startswith("phone ignored writes from") and "not the bonded phone" in e)
     # Not discoverable yet: the phone cannot pair.
     reply = fw.cmd("sim phone pair")
     assert not reply.ok and "not discoverable" in reply.error

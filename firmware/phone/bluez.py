@@ -109,6 +109,7 @@ class PhoneLink:
         self.pending: tuple[asyncio.Future, str, str | None] | None = None   # (answer, device, passkey)
         self.last_seen: float | None = None    # wall time the phone was last connected or wrote
         self._changed = asyncio.Event()
+        self._strangers: set[str] = set()      # devices whose writes were ignored (told once)
         self._stopping = False
 
     # What the rest of the firmware reads.
@@ -165,7 +166,7 @@ class PhoneLink:
         while not self._stopping:
             try:
                 await self._session(backoff)
-            except GlassesError as e:
+            except (GlassesError, DBusError, OSError, EOFError, ValueError) as e:
                 if self.error != str(e):
                     self.events.emit("phone", f"bluetooth unavailable: {e}")
                 self.error, self.state = str(e), "no_bluez"
@@ -316,7 +317,13 @@ class PhoneLink:
         return bool(p.get("Paired") and p.get("Trusted"))
 
     # From the GATT server.
-    def _written(self, data: bytes) -> None:
+    def _written(self, data: bytes, device: str) -> None:
+        # BlueZ names the writer (5.46+); only the bonded phone's lines are the companion's.
+        if device and not self._is_bonded(device):
+            if device not in self._strangers:
+                self._strangers.add(device)
+                self.events.emit("phone", f"ignored writes from {self._name(device)}: not the bonded phone")
+            return
         self.last_seen = self.clock.wall()
         self.on_write(data)
 

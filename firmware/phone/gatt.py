@@ -3,7 +3,7 @@
 BlueZ's GattManager1.RegisterApplication takes an object tree we export (an ObjectManager
 root, one GattService1, its GattCharacteristic1s: doc/gatt-api.txt) and serves it over the
 air; LEAdvertisingManager1.RegisterAdvertisement takes an LEAdvertisement1 object. A phone
-that writes the RX characteristic reaches `on_write(bytes)`; `notify(bytes)` sends on TX to
+that writes the RX characteristic reaches `on_write(bytes, device)`; `notify(bytes)` sends on TX to
 whoever enabled notifications (Gadgetbridge does so on connecting). Gadgetbridge finds a
 Bangle.js by this service UUID and a name matching `Bangle\\.js.*`
 (BangleJSCoordinator.getSupportedDeviceName), so the advertised name starts with it.
@@ -12,7 +12,7 @@ Bangle.js by this service UUID and a name matching `Bangle\\.js.*`
 import logging
 from typing import Callable
 
-from dbus_fast import DBusError, Variant
+from dbus_fast import DBusError
 from dbus_fast.service import PropertyAccess, ServiceInterface, dbus_property, method
 
 from . import dbus as d
@@ -58,7 +58,9 @@ class _Rx(ServiceInterface):
 
     @dbus_property(access=PropertyAccess.READ)
     def Flags(self) -> "as":
-        return ["write", "write-without-response"]
+        # Only a bonded phone may write: an unpaired one is made to pair first (and the wearer
+        # asked), so no stranger can speak through the glasses or fake a wallet's answer.
+        return ["write", "write-without-response", "encrypt-authenticated-write"]
 
     @method()
     def WriteValue(self, value: "ay", options: "a{sv}") -> None:
@@ -82,7 +84,7 @@ class _Tx(ServiceInterface):
 
     @dbus_property(access=PropertyAccess.READ)
     def Flags(self) -> "as":
-        return ["notify"]
+        return ["notify", "encrypt-authenticated-read"]
 
     @dbus_property(access=PropertyAccess.READ)
     def Value(self) -> "ay":
@@ -140,11 +142,11 @@ class _Advertisement(ServiceInterface):
 class UartServer:
     """The exported NUS objects, registered with BlueZ on one adapter.
 
-    `on_write(bytes)` gets each write to RX; `on_subscribed(bool)` when a phone enables or
+    `on_write(bytes, device path or "")` gets each write to RX; `on_subscribed(bool)` when a phone enables or
     disables TX notifications. `register` raises BusCallFailed naming what BlueZ refused.
     """
 
-    def __init__(self, bus, adapter_path: str, name: str, on_write: Callable[[bytes], None],
+    def __init__(self, bus, adapter_path: str, name: str, on_write: Callable[[bytes, str], None],
                  on_subscribed: Callable[[bool], None], timeout_s: float = 5.0):
         self.bus, self.adapter_path, self.timeout_s = bus, adapter_path, timeout_s
         self.chunk_bytes = DEFAULT_CHUNK
@@ -161,7 +163,8 @@ class UartServer:
         mtu = options.get("mtu")
         if isinstance(mtu, int) and mtu > 23:
             self.chunk_bytes = min(512, mtu - 3)    # BlueZ 5.62+ tells the link's MTU
-        self._on_write(value)
+        device = options.get("device")
+        self._on_write(value, device if isinstance(device, str) else "")
 
     async def register(self) -> None:
         """RegisterApplication and RegisterAdvertisement on the adapter."""
