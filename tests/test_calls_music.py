@@ -82,8 +82,11 @@ def test_an_incoming_call_rings_is_answered_by_the_button_routes_the_audio_and_e
     heard = wait_for(lambda: sorted((fw.data_dir / "sim" / "phone").glob("call-*.wav")), "call WAV")
     assert rms(heard[-1]) > 0.01
     # ... and the caller's voice came out of the glasses' speaker.
-    played = played_since(fw, before)
-    assert sum(len(read_wav(p)[0]) / read_wav(p)[1] for p in played) > 2.0
+    def seconds(paths):
+        return sum(len(samples) / rate for samples, rate in map(read_wav, paths))
+    # (a speaker run's WAV is written when its stream closes, just after the call ends)
+    played = wait_for(lambda: (p := played_since(fw, before)) and seconds(p) > 2.0 and p,
+                      "the caller's voice in the speaker's files")
     assert max(rms(p) for p in played) > 0.01
 
 

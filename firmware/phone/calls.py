@@ -43,6 +43,12 @@ RING = tone([880, 660, 880, 660], each_s=0.12, level=0.25)
 class CallError(GlassesError, RuntimeError):
     """A call action that cannot be done now (no call ringing, the phone said no)."""
 
+    @property
+    def say(self) -> str:
+        """What the assistant says for it (it says this error as it is, not "Sorry")."""
+        text = str(self)
+        return text[:1].upper() + text[1:] + "."
+
 
 @dataclass(frozen=True)
 class CallSettings:

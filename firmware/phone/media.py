@@ -27,6 +27,12 @@ MAX_VOLUME = 127                      # AVRCP absolute volume
 class MediaError(GlassesError, RuntimeError):
     """A music command that cannot be done now (no player on the phone, bad volume)."""
 
+    @property
+    def say(self) -> str:
+        """What the assistant says for it (it says this error as it is, not "Sorry")."""
+        text = str(self)
+        return text[:1].upper() + text[1:] + "."
+
 
 @dataclass(frozen=True)
 class MediaSettings:
