@@ -284,3 +284,21 @@ def test_garbage_from_the_phone_does_not_crash(fw):
     finally:
         fw.cmd("phone notifications on")
     assert not fw.cmd("phone pair maybe").ok and not fw.cmd("phone pair accept").ok
+
+
+def typed(line: bytes) -> str:
+    """A Gadgetbridge line as the console takes it (no control bytes: the \\x10 prefix goes)."""
+    return line.decode("latin-1").strip().lstrip("\x10")
+
+
+def test_call_and_music_lines_reach_their_listeners(fw):
+    line = gadgetbridge_line({"t": "call", "cmd": "incoming", "name": "Ana", "number": "+441234"})
+    assert fw.cmd(f"sim phone line {typed(line)}").ok
+    seen = fw.events_until(lambda e: e == "phone call incoming Ana")
+    line = gadgetbridge_line({"t": "call", "cmd": "end", "name": "Ana", "number": "+441234"})
+    assert fw.cmd(f"sim phone line {typed(line)}").ok
+    seen = fw.events_until(lambda e: e == "phone call end Ana", seen=seen)
+    line = gadgetbridge_line({"t": "musicinfo", "artist": "Nina Simone", "track": "Feeling Good",
+                              "album": "", "dur": 177, "c": 1, "n": 1})
+    assert fw.cmd(f"sim phone line {typed(line)}").ok
+    fw.events_until(lambda e: e == "phone music info Nina Simone - Feeling Good", seen=seen)
