@@ -126,6 +126,32 @@ def test_the_phone_going_away_mid_call_is_a_clear_event_not_a_hang(fw):
     assert fw.cmd("call reject").lines == ["Declined the call from Erin."]
 
 
+def gadgetbridge_received(fw) -> int:
+    """How many lines the phone's Gadgetbridge has had from the glasses."""
+    line = next(line for line in fw.cmd("sim phone").lines if line.startswith("gadgetbridge "))
+    return int(line.split(", ")[-1].split()[0])
+
+
+def test_without_hands_free_gadgetbridge_rings_and_the_button_answers_on_the_phone(fw):
+    incoming = 'sim phone line GB({t:"call",cmd:"incoming",name:"Zoe",number:"+4420"})'
+    assert fw.cmd(incoming).ok                     # with HFP linked, oFono is the authority
+    time.sleep(1.0)
+    assert call_state(fw)["state"] == "idle"
+    assert fw.cmd("sim phone hfp off").ok          # Android's "Phone calls" off for the glasses
+    wait_for(lambda: call_state(fw)["modems"] == 0, "the HFP modem gone")
+    before = gadgetbridge_received(fw)
+    assert fw.cmd(incoming).ok
+    seen = fw.events_until(lambda e: e == "call incoming from Zoe (+4420)")
+    assert call_state(fw)["via"] == "gadgetbridge"
+    assert fw.cmd("sim button action click").ok
+    seen = fw.events_until(lambda e: e == "call answered: talking with Zoe", seen=seen)
+    wait_for(lambda: gadgetbridge_received(fw) > before, "ACCEPT sent to Gadgetbridge")
+    assert fw.cmd('sim phone line GB({t:"call",cmd:"end",name:"Zoe",number:"+4420"})').ok
+    fw.events_until(lambda e: e == "call ended: the caller hung up", seen=seen)
+    assert fw.cmd("sim phone hfp on").ok
+    wait_for(lambda: call_state(fw)["modems"] == 1, "the HFP modem back")
+
+
 def test_music_plays_ducks_under_an_answer_and_resumes(fw):
     assert fw.cmd('sim phone music play "Blue Monday" "New Order"').ok
     seen = fw.events_until(lambda e: e == "music playing: Blue Monday by New Order")

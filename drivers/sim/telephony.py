@@ -79,6 +79,7 @@ class SimTelephony:
         self.player = f"{device}/player0"
         self.transport = f"{device}/fd0"
         self.connected = True
+        self.hfp = True                      # the hands-free profile is connected
         self.call: dict | None = None       # {"name", "number", "path", "uplink"}
         self.calls_made = 0
         self._numbers = itertools.count(1)
@@ -142,8 +143,9 @@ class SimTelephony:
     # Calls.
     async def incoming_call(self, name: str, number: str | None = None) -> str:
         """Someone calls the phone: it rings on the glasses. Returns the call's object path."""
-        if not self.connected:
-            raise Unreachable("the sim phone is off; `sim phone on` first")
+        if not self.connected or not self.hfp:
+            raise Unreachable("the sim phone is off or its hands-free profile is; "
+                              "`sim phone on` / `sim phone hfp on` first")
         if self.call is not None and await self._call_alive():
             raise ConfigError(f"the sim phone is already in a call with {self.call['name']}; "
                               "`sim phone hangup` first")
@@ -169,13 +171,22 @@ class SimTelephony:
         self.call = None
         return bool(ended)
 
+    async def set_hfp(self, on: bool) -> None:
+        """The phone's hands-free profile alone connects or disconnects (the BLE link and
+        Gadgetbridge stay): Android's "Phone calls" switch for the glasses."""
+        if on and not self.hfp:
+            await self._ofono("AddPhone", "ss", [self.device, self.phone_name])
+        elif not on and self.hfp:
+            await self._ofono("RemovePhone")
+            self.call = None
+        self.hfp = on
+
     async def set_connected(self, on: bool) -> None:
         """The phone comes in range or goes away (its HFP modem and SCO PCMs with it)."""
         if on and not self.connected:
-            await self._ofono("AddPhone", "ss", [self.device, self.phone_name])
+            await self.set_hfp(True)
         elif not on and self.connected:
-            await self._ofono("RemovePhone")
-            self.call = None
+            await self.set_hfp(False)
             if self._media_added:        # BlueZ drops the player and the stream with the link
                 for path, interface in ((self.player, PLAYER), (self.transport, TRANSPORT)):
                     await self._bluez("/", "RemoveObject", "s", [path])
@@ -255,7 +266,7 @@ class SimTelephony:
 
     async def describe(self) -> list[str]:
         """The phone's calls and music, one line each (for `sim phone`)."""
-        if self.call is not None and self.connected:
+        if self.call is not None and self.hfp:
             await self._call_alive()
         lines = [f"call with {self.call['name']} ({self.call['number']})" if self.call else "no call"]
         music = await self.music_state() if self.connected else {"status": "none"}

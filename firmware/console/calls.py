@@ -59,13 +59,13 @@ async def cmd_music(session, args):
     raise CommandError(f"usage: {MUSIC_USAGE}")
 
 
-SIM_USAGE = "call NAME [NUMBER] | hangup | music play|queue TITLE ARTIST"   # `sim phone ...`
+SIM_USAGE = "call NAME [NUMBER] | hangup | hfp on|off | music play|queue TITLE ARTIST"  # sim phone
 
 
 async def sim_phone_telephony(sim, args: list[str]) -> list[str] | None:
     """The sim phone's calls and music (drivers/sim/telephony.py); None: not one of these words."""
     telephony = getattr(sim, "telephony", None)
-    if not args or args[0] not in ("call", "hangup", "music"):
+    if not args or args[0] not in ("call", "hangup", "hfp", "music"):
         return None
     if telephony is None:
         raise CommandError("this sim board's phone has no telephony (no [bluetooth] table)")
@@ -79,6 +79,9 @@ async def sim_phone_telephony(sim, args: list[str]) -> list[str] | None:
         case ["hangup"]:
             ended = await telephony.hangup()
             return ["phone: the caller hung up" if ended else "phone: no call to hang up"]
+        case ["hfp", "on" | "off" as state]:
+            await telephony.set_hfp(state == "on")
+            return [f"phone: hands-free {state}"]
         case ["music", "play" | "queue" as what, title, artist]:
             if what == "play":
                 await telephony.music_play(title, artist)
