@@ -22,6 +22,7 @@ Stable API (the calls/music services import it):
 """
 
 import asyncio
+import threading
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -53,6 +54,39 @@ def _where(address: str | None) -> str:
     return address or "the system bus"
 
 
+async def within(awaitable, timeout_s: float):
+    """`awaitable`'s result, or asyncio.TimeoutError after `timeout_s` seconds of real time.
+
+    Real time, not the loop's: the daemons on the bus answer in wall-clock time even when
+    the firmware runs on virtual time (`--speed max`), where a loop timer would expire at
+    once while a reply is still on its way.
+    """
+    loop = asyncio.get_running_loop()
+    task = asyncio.ensure_future(awaitable)
+    expired = threading.Event()
+
+    def expire():
+        expired.set()
+        loop.call_soon_threadsafe(task.cancel)
+
+    timer = threading.Timer(timeout_s, expire)
+    timer.daemon = True
+    timer.start()
+    try:
+        return await task
+    except asyncio.CancelledError:
+        if expired.is_set() and not _cancelling():
+            raise asyncio.TimeoutError from None
+        raise
+    finally:
+        timer.cancel()
+
+
+def _cancelling() -> bool:
+    current = asyncio.current_task()
+    return bool(current is not None and current.cancelling())
+
+
 async def connect(address: str | None, timeout_s: float) -> MessageBus:
     """Connect to the bus at `address` (None: the system bus) within `timeout_s` seconds.
 
@@ -60,7 +94,7 @@ async def connect(address: str | None, timeout_s: float) -> MessageBus:
     """
     bus = MessageBus(bus_address=address, bus_type=BusType.SYSTEM) if address else MessageBus(bus_type=BusType.SYSTEM)
     try:
-        return await asyncio.wait_for(bus.connect(), timeout_s)
+        return await within(bus.connect(), timeout_s)
     except asyncio.TimeoutError:
         bus.disconnect()
         raise BusUnavailable(f"D-Bus at {_where(address)} did not answer within {timeout_s:g} s; "
@@ -93,7 +127,7 @@ async def call(bus: MessageBus, service: str, path: str, interface: str, member:
     msg = Message(destination=service, path=path, interface=interface, member=member,
                   signature=signature, body=list(body))
     try:
-        reply = await asyncio.wait_for(bus.call(msg), timeout_s)
+        reply = await within(bus.call(msg), timeout_s)
     except asyncio.TimeoutError:
         raise BusUnavailable(f"{service} did not answer {interface}.{member} within {timeout_s:g} s") from None
     except (EOFError, OSError) as e:
