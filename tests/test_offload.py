@@ -90,6 +90,16 @@ def test_llm_offload_through_the_sim_server_killed_back_and_hung(tmp_path, test_
     try:
         assert fw.cmd("events on").ok
         _wait_ready(fw)
+        # Bad input: ERR saying what was wrong, nothing written.
+        for line, why in [("offload set llm wyoming tcp://127.0.0.1:1", "no llm"),
+                          ("offload set llm openai ftp://x/v1", "not a http/https URL"),
+                          ("offload set asr openai http://h/v1 --deadline soon", "not a number"),
+                          ("offload set tts wyoming tcp://h:1 --colour red", "cannot read the options"),
+                          ("offload token asr", "no offload server for asr"),
+                          ("offload reboot", "usage")]:
+            r = fw.cmd(line)
+            assert r.error and why in r.error, (line, r)
+        assert not settings.path_in(fw.data_dir).exists()
         url = f"http://127.0.0.1:{server.port}/v1"
         r = fw.cmd(f"offload set llm openai {url} --model {srv.SERVER_MODEL} --deadline 10")
         assert r.ok, r

@@ -82,6 +82,8 @@ def _seconds(text: str | None, role: str) -> float:
 async def _next_line(session) -> str:
     """The next line typed on this console, taken before the session runs it as a command."""
     session.send_lines(["type the token on the next line (it is not shown again):"])
+    # Typed characters are not echoed back meanwhile (`echo on` terminals), as a password.
+    echo, session.echo = session.echo, False
     try:
         # The session's own queue of framed input lines (session.py): the line never
         # reaches the command parser, so no error message can quote it.
@@ -89,6 +91,8 @@ async def _next_line(session) -> str:
     except asyncio.TimeoutError:
         raise CommandError(f"no token within {TOKEN_WAIT_S:g} s; try `offload token ROLE "
                            "--file PATH`") from None
+    finally:
+        session.echo = echo
     if line.error or not line.text.strip():
         raise CommandError("the token line was empty or not text; nothing changed")
     return line.text.strip()

@@ -60,7 +60,7 @@ class Health:
     def failed(self, why: str) -> None:
         self.fallbacks += 1
         self.reason = why
-        if self.state == "down":
+        if self.state in ("down", "stopped"):       # said already, or the setting changed
             return
         self.state = "down"
         # Once per outage: the wearer and the log hear it, not every request.
