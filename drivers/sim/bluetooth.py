@@ -15,12 +15,14 @@ answers, what a product looks up to, a notification or a turn instruction to sen
 
 import asyncio
 import base64
+import ctypes
 import json
 import logging
 import os
 import re
 import select
 import shutil
+import signal
 import subprocess
 import time
 from pathlib import Path
@@ -99,7 +101,7 @@ class SimBluetooth:
                                 stderr=subprocess.STDOUT)
 
     def _start(self, argv, **kw) -> subprocess.Popen:
-        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, **kw)
+        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, preexec_fn=_die_with_parent, **kw)
         self._procs.append(proc)
         return proc
 
@@ -117,6 +119,15 @@ class SimBluetooth:
                     proc.wait(timeout=3)
         self._procs = []
         self._mock_log.close()
+
+
+def _die_with_parent() -> None:
+    """In the child: SIGTERM when the firmware dies, even by SIGKILL (fault campaigns), so no
+    bus or mock outlives it (Linux prctl PR_SET_PDEATHSIG)."""
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)
+    except (OSError, AttributeError):
+        pass
 
 
 def _first_line(proc: subprocess.Popen, timeout_s: float) -> str:
