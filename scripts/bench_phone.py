@@ -1,4 +1,4 @@
-"""The phone link's latency on the sim's real D-Bus: `python -m firmware.tools.bench_phone`.
+"""The phone link's latency on the sim's real D-Bus: `.venv/bin/python scripts/bench_phone.py`.
 
 A private dbus-daemon and the BlueZ mock (drivers/sim/bluetooth.py), the real PhoneLink and
 Companion, and the phone acting as Gadgetbridge. Measured: start to linked (the UART
