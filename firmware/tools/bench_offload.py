@@ -246,6 +246,15 @@ def measure(models_dir: Path, runs: int = RUNS) -> dict:
     """Start the servers, bench, stop them; {"offload": {...}} or {"offload": {"error"}}."""
     if missing():
         return {"offload": {"error": missing()}}
+    from drivers.errors import GlassesError
+    try:
+        return _measure_with_servers(models_dir, runs)
+    except (GlassesError, OSError, RuntimeError) as e:
+        # The model packages or a server missing: the rest of `glasses bench` still reports.
+        return {"offload": {"error": f"{type(e).__name__}: {e}"}}
+
+
+def _measure_with_servers(models_dir: Path, runs: int) -> dict:
     with tempfile.TemporaryDirectory(prefix="glasses-offload-servers-") as tmp, \
             gguf_file() as gguf, whisper_dir() as ct2:
         llama = whisper = None
