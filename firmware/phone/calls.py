@@ -135,6 +135,8 @@ class Calls:
                 log.info("calls: %s", e)
             except (EOFError, OSError) as e:
                 log.info("calls: D-Bus lost: %s", e)
+            if self.bus is not None:
+                self.bus.disconnect()     # a half-set-up connection is not reused
             if self.state != IDLE:
                 await self._ended(PHONE_GONE)
             await asyncio.sleep(backoff.next())

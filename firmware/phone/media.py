@@ -164,22 +164,22 @@ class Media:
     # Ducking: the volume down while the glasses speak, back up after.
     async def _duck(self) -> None:
         quiet_s = 0.0
-        try:
-            while self.status == "playing" or self.ducked_from is not None:
-                await self.clock.asleep(self.s.duck_poll_s)
-                speaking = self.speech.busy and self.status == "playing"
+        while self.status == "playing" or self.ducked_from is not None:
+            await self.clock.asleep(self.s.duck_poll_s)
+            speaking = self.speech.busy and self.status == "playing"
+            quiet_s = 0.0 if speaking else quiet_s + self.s.duck_poll_s
+            try:
                 if speaking and self.ducked_from is None and self.volume is not None:
                     self.ducked_from = self.volume
                     await self._volume(max(1, round(self.volume * self.s.duck_ratio)))
                     self.events.emit("music", "ducked under speech")
-                quiet_s = 0.0 if speaking else quiet_s + self.s.duck_poll_s
-                if self.ducked_from is not None and quiet_s >= self.s.restore_after_s:
+                elif self.ducked_from is not None and quiet_s >= self.s.restore_after_s:
                     back, self.ducked_from = self.ducked_from, None
                     await self._volume(back)
                     self.events.emit("music", "back up after speech")
-        except GlassesError as e:
-            log.warning("media: ducking: %s", e)
-            self.ducked_from = None
+            except (GlassesError, OSError) as e:
+                log.warning("media: ducking: %s", e)    # the stream went; nothing to restore
+                self.ducked_from = None
 
     # The wearer's commands.
     def _need_player(self) -> str:
