@@ -65,6 +65,8 @@ def test_an_incoming_call_rings_is_answered_by_the_button_routes_the_audio_and_e
     ringing = call_state(fw)
     assert ringing["state"] == "ringing" and ringing["holding"] == ["speaker", "microphones"]
     assert ringing["wake_word_suspended"] is True
+    held = fw.cmd("mode --json").json()["resources"]
+    assert held["speaker"] == ["call"] and held["microphones"] == ["call"]
 
     assert fw.cmd("sim button action click").ok          # click answers
     seen = fw.events_until(lambda e: e == "call answered: talking with Alice", seen=seen)
@@ -168,8 +170,10 @@ def test_music_plays_ducks_under_an_answer_and_resumes(fw):
     assert phone_music(fw).endswith("volume 64/127")
     assert fw.cmd("ask volume up").ok                     # "volume up" while music plays
     wait_for(lambda: phone_music(fw).endswith("volume 80/127"), "the music louder")
+    playing_w = fw.cmd("mode --json").json()["power_w"]     # the speaker plays the music
     assert fw.cmd("music pause").ok
     wait_for(lambda: phone_music(fw).startswith("music paused"), "paused on the phone")
+    wait_for(lambda: fw.cmd("mode --json").json()["power_w"] < playing_w, "the speaker's watts off")
     assert fw.cmd('sim phone music queue "Ceremony" "New Order"').ok
     assert fw.cmd("music next").ok
     fw.events_until(lambda e: e == "music track Ceremony by New Order", seen=seen)
