@@ -53,9 +53,13 @@ class Health:
 
     def ok(self) -> None:
         self.served += 1
+        # Only a request answered resets the back-off: a server that answers the probe but
+        # not the requests (overloaded) is retried ever less often, not every second.
+        self.backoff_s = BACKOFF_FIRST_S
         if self.state == "down":
             self._back()
-        self.state = "up"
+        elif self.state != "stopped":           # a replaced setting's late answer: no revival
+            self.state = "up"
 
     def failed(self, why: str) -> None:
         self.fallbacks += 1
@@ -67,7 +71,6 @@ class Health:
         self.events.emit("offload", f"{self.role} unreachable: {why}; answering on the glasses")
         log.warning("offload %s to %s unreachable: %s; answering on the glasses",
                     self.role, self.server.url, why)
-        self.backoff_s = BACKOFF_FIRST_S
         if self.probe_task is None or self.probe_task.done():
             self.probe_task = spawn(self._probe(), name=f"offload-probe-{self.role}")
 
@@ -89,6 +92,7 @@ class Health:
                 self.reason = str(e)
                 self.backoff_s = min(BACKOFF_MAX_S, 2 * self.backoff_s)
                 continue
+            self.backoff_s = min(BACKOFF_MAX_S, 2 * self.backoff_s)   # kept if it fails again
             self._back()
 
     def stop(self) -> None:
