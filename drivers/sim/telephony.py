@@ -84,17 +84,20 @@ class SimTelephony:
         self.calls_made = 0
         self._numbers = itertools.count(1)
         self._proc: subprocess.Popen | None = None
+        self._log = None
         self._media_added = False
 
     def start(self) -> None:
         """Spawn the oFono + BlueALSA mock with the phone connected (returns at once)."""
         env = {**os.environ, "DBUS_SYSTEM_BUS_ADDRESS": self.address}
         params = f'{{"device": "{self.device}", "name": "{self.phone_name}"}}'
+        self._log = open(self.dir / "ofono-mock.log", "ab")
         try:
             self._proc = subprocess.Popen(
                 [MOCK_PYTHON, "-m", "dbusmock", "--template", str(TEMPLATE), "-p", params],
-                env=env, stdout=subprocess.DEVNULL, stderr=open(self.dir / "ofono-mock.log", "wb"))
+                env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=self._log)
         except OSError as e:
+            self._log.close()
             raise ConfigError(f"cannot start the sim phone's oFono mock with {MOCK_PYTHON} ({e}); "
                               "install python3-dbusmock (scripts/setup.sh)") from None
 
@@ -107,10 +110,16 @@ class SimTelephony:
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait(timeout=5)
+        if self._log is not None:
+            self._log.close()
+            self._log = None
 
     # D-Bus to the mocks.
     async def _call(self, service: str, path: str, interface: str, member: str,
                     signature: str = "", body=()) -> list:
+        if service == "org.ofono" and self._proc is not None and self._proc.poll() is not None:
+            raise Unreachable(f"the sim phone's oFono mock exited (code {self._proc.returncode}); "
+                              f"see {self.dir / 'ofono-mock.log'}")
         bus = MessageBus(bus_address=self.address)
         try:
             reply = await self._call_on(bus, service, path, interface, member, signature, body)
