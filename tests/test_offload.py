@@ -119,6 +119,10 @@ def test_llm_offload_through_the_sim_server_killed_back_and_hung(tmp_path, test_
         assert r.ok and "paris" in " ".join(r.lines).lower(), r
         assert seen and all(d.split(" -> ")[1] == _hex_port(server.port) for d in seen), seen
         assert "POST /v1/chat/completions" in server.text()
+        replies.append(text := fw.cmd("offload"))
+        assert text.ok and any(line.startswith(f"llm  openai {url} model {srv.SERVER_MODEL} "
+                                              "token ****") for line in text.lines), text
+        assert "asr  on the glasses" in text.lines, text
         replies.append(st := fw.cmd("offload --json"))
         llm = st.json()["roles"]["llm"]
         assert (llm["state"], llm["served"], llm["server"]["token"]) == ("up", 1, "****")
@@ -151,6 +155,8 @@ def test_llm_offload_through_the_sim_server_killed_back_and_hung(tmp_path, test_
         events += r.events
         status = fw.cmd("offload --json").json()["roles"]["llm"]
         assert status["state"] == "down" and status["fallbacks"] == 2, status
+        replies.append(text := fw.cmd("offload"))
+        assert any(": down (" in line and "retry in" in line for line in text.lines), text
 
         # 4. The server comes back: the probe finds it (back-off 1, 2, 4 ... s), says so once.
         server.start()

@@ -63,6 +63,22 @@ async def cmd_offload(session, args):
     raise CommandError(f"usage: {USAGE}")
 
 
+def _lines(status: dict) -> list[str]:
+    """`offload` as text: one line per role (the token only as ****)."""
+    lines = [f"offload setting unusable: {status['error']}"] if status["error"] else []
+    for role in settings.ROLES:
+        st = status["roles"].get(role)
+        if st is None:
+            lines.append(f"{role:<4} on the glasses")
+            continue
+        s = st["server"]
+        extra = "".join(f" {k} {s[k]}" for k in ("model", "token") if s[k])
+        why = f" ({st['reason']}; retry in {st['retry_s']:g} s)" if st["state"] == "down" else ""
+        lines.append(f"{role:<4} {s['protocol']} {s['url']}{extra}, deadline {s['deadline_s']:g} s: "
+                     f"{st['state']}{why}, served {st['served']}, on the glasses {st['fallbacks']}")
+    return lines
+
+
 def _options(options: list[str]) -> dict[str, str]:
     if len(options) % 2 or any(o not in ("--model", "--deadline", "--ca", "--file")
                                for o in options[::2]):
