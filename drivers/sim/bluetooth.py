@@ -49,7 +49,7 @@ BUS_CONFIG = """<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Config
  "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
 <busconfig>
   <type>glasses-sim</type>
-  <listen>unix:tmpdir=/tmp</listen>
+  <listen>{listen}</listen>
   <auth>EXTERNAL</auth>
   <policy context="default">
     <allow send_destination="*" eavesdrop="true"/>
@@ -71,7 +71,10 @@ class SimBluetooth:
                                   "(scripts/setup.sh installs it)")
         self.dir = Path(data_dir) / "sim" / "bluetooth"
         self.dir.mkdir(parents=True, exist_ok=True)
-        (self.dir / "bus.conf").write_text(BUS_CONFIG)
+        # The socket lives in the data directory (the sim's hardware, like its speaker files);
+        # /tmp only if that path is too long for a unix socket (108 bytes with "/dbus-XXXXXXXXXX").
+        listen = f"unix:dir={self.dir}" if len(str(self.dir)) <= 90 else "unix:tmpdir=/tmp"
+        (self.dir / "bus.conf").write_text(BUS_CONFIG.format(listen=listen))
         self._procs: list[subprocess.Popen] = []
         self.daemon = self._start(["dbus-daemon", "--config-file", str(self.dir / "bus.conf"),
                                    "--nofork", "--print-address"], stdout=subprocess.PIPE,
