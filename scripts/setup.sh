@@ -29,6 +29,33 @@ if [ ! -x .venv/bin/python ]; then
   # Raspberry Pi OS ships picamera2 in apt only; the venv sees it through system site-packages.
   "$PY" -m venv --system-site-packages .venv
 fi
+# The user's servers for the offload tests and bench (docs/offload.md), in a venv of their
+# own (their dependencies, e.g. huggingface-hub 2 and protobuf 7, are not the firmware's):
+# llama-cpp-python's OpenAI server, an sdist that compiles (about 6 min on 2 cores once;
+# pip's wheel cache makes a re-run about 25 s); wyoming-faster-whisper, faster-whisper-server
+# (the OpenAI transcription API) and wyoming-piper are wheels (about 35 s together).
+# GLASSES_SKIP_OFFLOAD_SERVERS=1 skips them; tests/test_offload.py then skips, saying why.
+# The compile runs in the background while the firmware's venv and models install (most
+# of that is downloading and unpacking), and setup waits for it at the end.
+OFFLOAD_SERVERS=("llama-cpp-python[server]==0.3.36" "wyoming-faster-whisper==3.8.1"
+                 "faster-whisper-server==0.0.3" "wyoming-piper==2.5.2")
+install_offload_servers() {
+  [ -x .venv/offload-servers/bin/python ] || "$PY" -m venv .venv/offload-servers
+  # No llava (multimodal) library: the tests need the text model only, and it halves the build.
+  CMAKE_ARGS="-DLLAVA_BUILD=OFF" CMAKE_BUILD_PARALLEL_LEVEL="$(nproc)" \
+    .venv/offload-servers/bin/python -m pip install -q "${OFFLOAD_SERVERS[@]}"
+  .venv/offload-servers/bin/python -c "import llama_cpp.server, wyoming_faster_whisper, faster_whisper_server, wyoming_piper"
+}
+servers_pid=""
+if [ "${GLASSES_SKIP_OFFLOAD_SERVERS:-0}" != "1" ]; then
+  servers_stamp=.venv/offload-servers/.installed-$(printf '%s\n' "${OFFLOAD_SERVERS[@]}" | sha256sum | cut -c1-16)
+  if [ ! -e "$servers_stamp" ]; then
+    echo "setup: installing the offload test servers into .venv/offload-servers in the background (llama.cpp compiles once; log: .venv/offload-servers.log)"
+    install_offload_servers >.venv/offload-servers.log 2>&1 &
+    servers_pid=$!
+  fi
+fi
+
 stamp=.venv/.installed-$(sha256sum pyproject.toml | cut -c1-16)
 if [ ! -e "$stamp" ]; then
   echo "setup: installing the firmware and test tools into .venv"
@@ -66,24 +93,13 @@ if [ "${GLASSES_SKIP_MODELS:-0}" != "1" ]; then
   .venv/bin/glasses models install
 fi
 
-# The user's servers for the offload tests and bench (docs/offload.md), in a venv of their
-# own (their dependencies, e.g. huggingface-hub 2 and protobuf 7, are not the firmware's):
-# llama-cpp-python's OpenAI server, an sdist that compiles (about 6 min on 2 cores once;
-# pip's wheel cache makes a re-run about 25 s); wyoming-faster-whisper, faster-whisper-server
-# (the OpenAI transcription API) and wyoming-piper are wheels (about 35 s together).
-# GLASSES_SKIP_OFFLOAD_SERVERS=1 skips them; tests/test_offload.py then skips, saying why.
-OFFLOAD_SERVERS=("llama-cpp-python[server]==0.3.36" "wyoming-faster-whisper==3.8.1"
-                 "faster-whisper-server==0.0.3" "wyoming-piper==2.5.2")
-if [ "${GLASSES_SKIP_OFFLOAD_SERVERS:-0}" != "1" ]; then
-  servers_stamp=.venv/offload-servers/.installed-$(printf '%s\n' "${OFFLOAD_SERVERS[@]}" | sha256sum | cut -c1-16)
-  if [ ! -e "$servers_stamp" ]; then
-    echo "setup: installing the offload test servers into .venv/offload-servers (llama.cpp compiles once)"
-    [ -x .venv/offload-servers/bin/python ] || "$PY" -m venv .venv/offload-servers
-    # No llava (multimodal) library: the tests need the text model only, and it halves the build.
-    CMAKE_ARGS="-DLLAVA_BUILD=OFF" CMAKE_BUILD_PARALLEL_LEVEL="$(nproc)" \
-      .venv/offload-servers/bin/python -m pip install -q "${OFFLOAD_SERVERS[@]}" 2>&1 | grep -v -i warning || true
-    .venv/offload-servers/bin/python -c "import llama_cpp.server, wyoming_faster_whisper, faster_whisper_server, wyoming_piper"
-    rm -f .venv/offload-servers/.installed-*
-    touch "$servers_stamp"
+if [ -n "$servers_pid" ]; then
+  echo "setup: waiting for the offload test servers"
+  if ! wait "$servers_pid"; then
+    grep -v -i warning .venv/offload-servers.log | tail -40 >&2
+    echo "setup: the offload test servers did not install (log above; GLASSES_SKIP_OFFLOAD_SERVERS=1 skips them)" >&2
+    exit 1
   fi
+  rm -f .venv/offload-servers/.installed-*
+  touch "$servers_stamp"
 fi
