@@ -29,7 +29,7 @@ from firmware.events import EventBus
 from firmware.phone import dbus as d
 from firmware.phone.bluez import LinkSettings, PhoneLink
 from firmware.phone.gadgetbridge import (LineBuffer, ProtocolError, form_watch_line,
-                                         parse_phone_line)
+                                         parse_phone_line, plain_text)
 from tests.conftest import RunningFirmware
 from tests.payment_corpus import VALID
 from tests.test_payments import scene
@@ -54,6 +54,15 @@ def test_gadgetbridge_lines_parse_as_gadgetbridge_writes_them():
     # Espruino JavaScript that is not ours to run is skipped, not an error.
     assert parse_phone_line("\x10setTime(1700000000);E.setTimeZone(1.0);") is None
     assert parse_phone_line(" \x03") is None
+
+
+def test_inline_images_are_not_read_out():
+    # "\0", 8x2 pixels, 1 bit each: 2 bytes of pixels; then 16x1 at 3 bits, transparent: 4 + 6.
+    smile = "\0" + chr(8) + chr(2) + chr(1) + "\xff\x00"
+    heart = "\0" + chr(16) + chr(1) + chr(3 + 128) + chr(0) + "\x10\x00\x41\x0a\x20 "
+    assert plain_text(f"Dinner {smile} at eight{heart}!\x07 ok") == "Dinner at eight! ok"
+    m = parse_phone_line(gadgetbridge_line({"t": "notify", "body": f"hi {smile}there"}))
+    assert plain_text(m.fields["body"]) == "hi there"
 
 
 @pytest.mark.parametrize("line,why", [

@@ -35,7 +35,8 @@ from drivers.errors import GlassesError, Unreachable
 
 from ..ports import Clock, EventSink, Speaks
 from ..tasks import spawn
-from .gadgetbridge import LineBuffer, Message, ProtocolError, form_watch_line, parse_phone_line
+from .gadgetbridge import (LineBuffer, Message, ProtocolError, form_watch_line, parse_phone_line,
+                           plain_text)
 
 log = logging.getLogger("glasses.phone")
 
@@ -283,7 +284,7 @@ class PhoneAnswerError(GlassesError, ValueError):
 
 
 def _text(value) -> str:
-    return "" if value is None else " ".join(str(value).split())
+    return "" if value is None else plain_text(str(value))
 
 
 def _trim(text: str, limit: int) -> str:

@@ -114,6 +114,25 @@ def _trim(value):
     return value
 
 
+def plain_text(text: str) -> str:
+    """What can be said of a Gadgetbridge string: its inline images dropped, controls spaced.
+
+    With "text as bitmaps" on, Gadgetbridge renders words a watch font lacks (emoji, CJK)
+    as Espruino images inline: `\0`, width, height, bits per pixel (+128: a transparent
+    colour byte follows), then the pixels (BangleJSDeviceSupport.renderUnicodeWordAsImage).
+    """
+    out, i = [], 0
+    while i < len(text):
+        if text[i] == "\0" and i + 3 < len(text):
+            w, h, bpp = ord(text[i + 1]), ord(text[i + 2]), ord(text[i + 3])
+            header = 4 if bpp & 128 else 3
+            i += 1 + header + ((w * h * (bpp & 127)) + 7) // 8
+            continue
+        out.append(text[i] if text[i].isprintable() else " ")
+        i += 1
+    return " ".join("".join(out).split())
+
+
 def form_watch_line(message: dict) -> bytes:
     """One line to the phone: strict JSON with a string 't', ASCII only, ended CR LF."""
     if not isinstance(message.get("t"), str):
