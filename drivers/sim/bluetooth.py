@@ -36,6 +36,7 @@ log = logging.getLogger("glasses.sim.phone")
 
 TEMPLATE = Path(__file__).with_name("bluez_mock.py")
 SYSTEM_PYTHON = "/usr/bin/python3"       # Debian's, where apt's python3-dbusmock lives
+DBUSMOCK = Path("/usr/lib/python3/dist-packages/dbusmock")
 NUS_SERVICE = "6e400001-b5a3-f393-e0a9-e50e24dcca9e"
 NUS_RX = "6e400002-b5a3-f393-e0a9-e50e24dcca9e"
 NUS_TX = "6e400003-b5a3-f393-e0a9-e50e24dcca9e"
@@ -69,6 +70,10 @@ class SimBluetooth:
             if shutil.which(tool) is None:
                 raise ConfigError(f"the sim board's Bluetooth needs {tool}: apt-get install {package} "
                                   "(scripts/setup.sh installs it)")
+        if not DBUSMOCK.is_dir():
+            raise ConfigError(f"the sim board's Bluetooth needs python-dbusmock for {SYSTEM_PYTHON} "
+                              f"(no {DBUSMOCK}): apt-get install python3-dbusmock (scripts/setup.sh "
+                              "installs it)")
         self.dir = Path(data_dir) / "sim" / "bluetooth"
         self.dir.mkdir(parents=True, exist_ok=True)
         # The socket lives in the data directory (the sim's hardware, like its speaker files);
