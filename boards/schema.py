@@ -165,6 +165,17 @@ class ServiceSpec:
 
 
 @dataclass(frozen=True)
+class StorageSpec:
+    """Where the device key that seals recordings and notes comes from (drivers/devicekey.py)."""
+
+    key_source: str = "file"         # file | otp (rpi-otp-private-key; the file if unset)
+    key_file: str = ""               # "": beside the data dir, <parent>/.glasses-keys/<name>.key
+
+
+KEY_SOURCES = ("file", "otp")
+
+
+@dataclass(frozen=True)
 class InferenceSpec:
     threads: int = 2
 
@@ -204,6 +215,7 @@ class Board:
     battery: BatterySpec
     thermal: ThermalSpec = field(default_factory=ThermalSpec)
     inference: InferenceSpec = field(default_factory=InferenceSpec)
+    storage: StorageSpec = field(default_factory=StorageSpec)
     image: ImageSpec | None = None
     boot: BootSpec = field(default_factory=BootSpec)
     service: ServiceSpec | None = None
@@ -261,6 +273,12 @@ def _check(board: Board, file: str) -> None:
         if not bt.alias.startswith("Bangle.js") or len(bt.alias.encode()) > 29:
             raise ConfigError(f"{file}: 'bluetooth.alias' must start with \"Bangle.js\" (how Gadgetbridge "
                               f"recognises the device) and fit an advertisement (29 bytes), got {bt.alias!r}")
+    if board.storage.key_source not in KEY_SOURCES:
+        raise ConfigError(f"{file}: 'storage.key_source' must be one of "
+                          f"{', '.join(map(repr, KEY_SOURCES))}, got {board.storage.key_source!r}")
+    if board.storage.key_file and not board.storage.key_file.startswith("/"):
+        raise ConfigError(f"{file}: 'storage.key_file' must be an absolute path, "
+                          f"got {board.storage.key_file!r}")
     if board.audio.channels not in (1, 2):
         raise ConfigError(f"{file}: 'audio.channels' must be 1 or 2, got {board.audio.channels}")
 

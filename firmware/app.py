@@ -14,6 +14,7 @@ from pathlib import Path
 
 from drivers.atomic import remove_stale_temps
 from drivers.bringup import Board
+from drivers.devicekey import device_sealer
 from drivers.errors import GlassesError
 
 from . import __version__, notify
@@ -91,6 +92,9 @@ class Firmware:
         self.data_dir = Path(data_dir)
         prepare_data_dir(self.data_dir)
         remove_stale_temps(self.data_dir)       # before anything here writes
+        # Recordings and notes are sealed under the device key (docs/encryption.md), made
+        # on the first boot if the board has none; never kept in the data dir.
+        self.sealer = device_sealer(config.storage, self.data_dir)
         self.log_tail = log_tail or LogTail()
         self.models_dir = models_dir
         self.loop = asyncio.get_running_loop()
@@ -145,7 +149,7 @@ class Firmware:
                                always_on=plan == "always-on")
         self.hub = AudioHub(board.microphones, clock, self.events, self.blocking)
         self.recorder = Recorder(self.hub, self.arbiter, self.modes, clock, self.events,
-                                 self.blocking, self.data_dir)
+                                 self.blocking, self.data_dir, sealer=self.sealer)
 
         # The assistant: the router serves voice intents and console commands alike.
         self.conversation = Conversation(self.model_worker, self.speech, self.modes, self.events)
@@ -177,7 +181,7 @@ class Firmware:
         self.router = Router(self.capture, self.recorder, board.speaker, self.conversation, clock,
                              self.fresh_conditions, self.data_dir, translator=self.translator,
                              reader=self.reader, payments=self.payments, privacy=self.capture,
-                             calls=self.calls, media=self.media)
+                             calls=self.calls, media=self.media, sealer=self.sealer)
         self.assistant = Assistant(self.hub, self.voice_worker, self.model_worker, self.arbiter,
                                    self.modes, clock, self.events, self.speech, self.cues,
                                    self.router, self.conversation, self.blocking, self.data_dir,
@@ -189,7 +193,7 @@ class Firmware:
         # Meeting notes: transcripts and summaries in the background, behind the assistant.
         self.transcriber = Transcriber(self.model_worker, self.modes, self.assistant.loop, clock,
                                        self.events, self.blocking, self.data_dir,
-                                       recording=lambda: self.recorder.dir)
+                                       recording=lambda: self.recorder.dir, sealer=self.sealer)
 
         # Before a halt, every file is closed: the meeting first when the battery dies.
         self.power.add_power_down_step("recording", self._stop_recording_if_critical)

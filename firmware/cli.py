@@ -106,6 +106,24 @@ def cmd_simulate_day(args) -> int:
     return 0
 
 
+def cmd_export(args) -> int:
+    """Clear copies of the sealed recordings and notes (docs/encryption.md); 1 if any failed."""
+    from .meeting import export
+    config = None
+    if args.board:
+        import boards
+        config = boards.load(args.board)
+    if not (args.data_dir or config):
+        raise GlassesError("export: give --data-dir DIR (or --board NAME for its data dir)")
+    data_dir = _data_dir(args, config) if config else Path(args.data_dir).expanduser()
+    sealer = export.key_for(data_dir, args.key, config)
+    report = export.export(data_dir, Path(args.out).expanduser(), sealer, args.ids,
+                           say=lambda line: print(line, flush=True))
+    for line in report.errors:
+        print(f"glasses: export: {line}", file=sys.stderr)
+    return 1 if report.errors else 0
+
+
 def cmd_soak(args) -> int:
     """The reliability campaigns (docs/reliability.md), each bounded in count and time."""
     import json
@@ -200,6 +218,16 @@ def build_parser() -> argparse.ArgumentParser:
     so.add_argument("--seed", type=int, default=1, help="random seed (a failure can be replayed)")
     so.add_argument("--json", action="store_true", help="also print the results as JSON")
     so.set_defaults(func=cmd_soak)
+
+    ex = sub.add_parser("export", help="write clear copies of the sealed recordings, "
+                                       "transcripts and notes to another folder")
+    ex.add_argument("--data-dir", help="the data directory (or a copy of it)")
+    ex.add_argument("--key", help="the device key file (default: the board's, or the one "
+                                  "beside the data dir)")
+    ex.add_argument("--board", help="read the key (and data dir) the way this board does")
+    ex.add_argument("--out", required=True, help="where the copies go (never overwritten)")
+    ex.add_argument("ids", nargs="*", help="recording ids (default: all)")
+    ex.set_defaults(func=cmd_export)
 
     ph = sub.add_parser("pin-hash", help="make the console.pin_hash value for a board file")
     ph.set_defaults(func=cmd_pin_hash)

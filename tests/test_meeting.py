@@ -16,7 +16,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from drivers.devicekey import sealer_for
 from firmware.meeting import journal as j
+from firmware.meeting.notes import read_text
 from firmware.meeting import summary as s
 from firmware.meeting.utterances import CHUNK, regions
 from firmware.tools.quality_meeting import TWO_VOICE_MEETING, TWO_VOICES, write_meeting_wav
@@ -83,14 +85,15 @@ def test_two_voice_meeting_survives_a_kill_and_its_notes_follow_by_themselves(tm
     assert fw.cmd(f"sim mic {wav}").ok
     # The first 30 s segment lands, and its transcription begins while recording goes on.
     wait_for(lambda: (rec / "seg-00001.wav").exists(), 45, "the first segment")
-    wait_for(lambda: any("text" in r for r in j.Journal(rec / j.JOURNAL).read()), 40,
+    sealer = sealer_for(fw.data_dir)                 # the files are sealed (test_encryption.py)
+    wait_for(lambda: any("text" in r for r in j.Journal(rec / j.JOURNAL, sealer).read()), 40,
              "the first transcribed utterance")
     segment = sha(rec / "seg-00001.wav")
     fw.proc.send_signal(signal.SIGKILL)          # the battery falls out
     fw.proc.wait(10)
     fw.client.close()
     fw.log.close()
-    before = [r for r in j.Journal(rec / j.JOURNAL).read() if "text" in r]
+    before = [r for r in j.Journal(rec / j.JOURNAL, sealer).read() if "text" in r]
     assert before and not (fw.data_dir / "notes" / f"{rec_id}.md").exists()
 
     fw = start_real(tmp_path)                    # same data directory
@@ -101,12 +104,12 @@ def test_two_voice_meeting_survives_a_kill_and_its_notes_follow_by_themselves(tm
         assert "ended" not in json.loads((rec / "info.json").read_text())
         log = (fw.data_dir / "logs" / "glasses.log").read_text()
         assert f"notes {rec_id} resumed after a power cut" in log
-        utterances = [r for r in j.Journal(rec / j.JOURNAL).read() if "text" in r]
+        utterances = [r for r in j.Journal(rec / j.JOURNAL, sealer).read() if "text" in r]
         starts = [u["start"] for u in utterances]
         assert starts == sorted(set(starts)) and len(utterances) > len(before)   # resumed, not redone
         assert utterances[:len(before)] == before
 
-        text = notes_path.read_text()
+        text = read_text(notes_path, sealer)
         assert not list(notes_path.parent.glob(".*tmp"))                  # written atomically
         assert re.search(r"^# Meeting \d{4}-\d\d-\d\d \d\d:\d\d \(0:\d\d\)$", text, re.M)
         assert "power lost" in text
@@ -156,7 +159,7 @@ def test_record_stop_gives_notes_and_says_how_they_were_made(tmp_path, test_mode
         events = fw.events_until(lambda e: e.startswith(f"notes {rec_id} done"), 60)
         assert f"notes {rec_id} summarizing" in events
         assert not any(e.startswith(f"notes {rec_id} resumed") for e in events)
-        text = (fw.data_dir / "notes" / f"{rec_id}.md").read_text()
+        text = read_text(fw.data_dir / "notes" / f"{rec_id}.md", sealer_for(fw.data_dir))
         for heading in ("## Summary", "## Decisions", "## Action items", "## Speakers",
                         "## Transcript"):
             assert f"\n{heading}\n" in text
@@ -205,14 +208,14 @@ def test_notes_commands_and_a_recording_waiting_for_models(firmware):
 
 def test_journal_skips_a_torn_last_line_and_cuts_it_before_appending(tmp_path):
     path = tmp_path / "transcript.jsonl"
-    jr = j.Journal(path)
+    jr = j.Journal(path, None)                           # plain lines, as before sealing
     jr.append({"start": 0.0, "end": 1.0, "text": "hello"})
     jr.append({"done_s": 1.0})
     with open(path, "ab") as f:
         f.write(b'{"start": 1.5, "end": 2.')              # the power went mid-line
-    assert j.progress(j.Journal(path)).done_s == 1.0
-    j.Journal(path).append({"start": 1.5, "end": 2.5, "text": "again"})
-    records = j.Journal(path).read()
+    assert j.progress(j.Journal(path, None)).done_s == 1.0
+    j.Journal(path, None).append({"start": 1.5, "end": 2.5, "text": "again"})
+    records = j.Journal(path, None).read()
     assert [r.get("text") for r in records] == ["hello", None, "again"]
     assert path.read_bytes().endswith(b"\n") and path.read_bytes().count(b"\n") == 3
 
@@ -255,6 +258,7 @@ def test_the_assistant_goes_first_and_a_hot_mode_pauses_the_notes(tmp_path, test
     import asyncio
 
     from drivers.clock import Clock
+    from drivers.sealed import Sealer
     from firmware.blocking import Blocking
     from firmware.events import EventBus
     from firmware.meeting.notes import exists
@@ -268,8 +272,10 @@ def test_the_assistant_goes_first_and_a_hot_mode_pauses_the_notes(tmp_path, test
     rec = write_recording(tmp_path, "20260101-100000", audio, time.time())
     (tmp_path / "notes").mkdir()
 
+    sealer = Sealer.ephemeral()         # the segments above are plain: read as before sealing
+
     def lines():
-        return len(j.Journal(rec / j.JOURNAL).read())
+        return len(j.Journal(rec / j.JOURNAL, sealer).read())
 
     async def until(check, timeout_s=60.0):
         deadline = time.monotonic() + timeout_s
@@ -284,7 +290,8 @@ def test_the_assistant_goes_first_and_a_hot_mode_pauses_the_notes(tmp_path, test
         turns = VoiceLoop()
         turns.fire("mode_on", "test")
         svc = Transcriber(models, modes, turns, Clock(), EventBus(), Blocking(), tmp_path,
-                          recording=lambda: None, settings=TranscriberSettings(poll_s=0.2))
+                          recording=lambda: None, settings=TranscriberSettings(poll_s=0.2),
+                          sealer=sealer)
         try:
             svc.start()
             await until(lambda: svc.background._stream is not None)   # a request in flight

@@ -32,9 +32,12 @@ def test_power_cuts_leave_every_file_whole_and_every_earlier_one_listed(tmp_path
 
 
 def test_the_checker_finds_what_a_cut_could_break(tmp_path):
-    """The campaign is only as good as its checks: each kind of damage is found."""
+    """The campaign is only as good as its checks: each kind of damage is found, in plain
+    files (as before sealing) and sealed ones, and what should be sealed but is not."""
+    from drivers.sealed import Sealer
     from drivers.wavio import wav_bytes
     import numpy as np
+    sealer = Sealer.ephemeral()
     good = wav_bytes(np.zeros((1600, 1), np.float32), 16000)
     (tmp_path / "ok.wav").write_bytes(good)
     (tmp_path / "short.wav").write_bytes(good[:-100])          # cut before its data ended
@@ -44,10 +47,26 @@ def test_the_checker_finds_what_a_cut_could_break(tmp_path):
     (tmp_path / "transcript.jsonl").write_bytes(b'{"done_s": 1}\n{"done_s"')
     (tmp_path / "other.jsonl").write_bytes(b'{"a": 1}\n{"a"')
     (tmp_path / ".v.mp4.part").write_bytes(b"\0" * 10)
-    found = powercut.scan(tmp_path, powercut.Checker())
+    rec = tmp_path / "recordings" / "20260101-000000"
+    sealer.write(rec / "seg-00001.wav", good)
+    sealer.write(rec / "seg-00002.wav", good[:-100])            # whole seal, short WAV inside
+    (rec / "seg-00003.wav").write_bytes((rec / "seg-00001.wav").read_bytes()[:-100])  # cut seal
+    (rec / "seg-00004.wav").write_bytes(good)                   # in the clear
+    line = sealer.seal_line(b'{"done_s": 1}', "20260101-000000/transcript.jsonl")
+    (rec / "transcript.jsonl").write_bytes(line + b"\n" + line[:20])   # torn tail: fine
+    sealer.write(tmp_path / "notes" / "20260101-000000.md", b"# Meeting")
+    (tmp_path / "notes" / "20260101-000001.md").write_bytes(b"# Meeting")  # in the clear
+    found = powercut.scan(tmp_path, powercut.Checker(sealer))
     bad = {rel for _, rel, _ in found["failures"]}
-    assert bad == {"short.wav", "cut.jpg", "info.json", "other.jsonl"}
+    assert bad == {"short.wav", "cut.jpg", "info.json", "other.jsonl",
+                   "recordings/20260101-000000/seg-00002.wav",
+                   "recordings/20260101-000000/seg-00003.wav",
+                   "recordings/20260101-000000/seg-00004.wav", "notes/20260101-000001.md"}, found
     assert found["temps"] == [".v.mp4.part"]
+    # Under another key, every sealed file fails, saying so.
+    found = powercut.scan(tmp_path, powercut.Checker(Sealer.ephemeral()))
+    assert any("sealed under another key" in problem for *_, problem in found["failures"])
+    assert "recordings/20260101-000000/transcript.jsonl" in {r for _, r, _ in found["failures"]}
 
 
 def test_boot_removes_stale_temp_files_of_its_own_naming_only(tmp_path):
@@ -186,7 +205,10 @@ def test_a_full_disk_stops_photos_video_and_recording_clearly_and_keeps_earlier_
         assert len(rows) == 1
         rec = view / "recordings" / rows[0]["id"]
         segments = sorted(rec.glob("seg-*.wav"))
-        assert segments and all(powercut.check_wav(p) is None for p in segments)
+        checker = powercut.Checker()
+        checker.find_key(view)
+        assert checker.sealer is not None                    # beside the data dir, not on it
+        assert segments and all(checker.check(p, must_seal=True)[1] is None for p in segments)
         assert json.loads((rec / "info.json").read_text())["started"]
         # The earlier photos are all there, byte for byte; nothing half-written is left.
         assert {p.name: _sha(p) for p in view.glob("photos/*.jpg")}.items() >= kept.items()
@@ -200,9 +222,10 @@ def test_a_full_disk_stops_photos_video_and_recording_clearly_and_keeps_earlier_
 
 def test_a_full_disk_under_the_transcript_journal_is_storage_full_and_recovers(small_disk):
     from drivers.errors import StorageFull
+    from drivers.sealed import Sealer
     from firmware.meeting import journal as j
     disk = small_disk
-    jr = j.Journal(disk.view / "transcript.jsonl")
+    jr = j.Journal(disk.view / "transcript.jsonl", Sealer.ephemeral())
     jr.append({"done_s": 1.0})
     disk.fill(leave_bytes=0)
     with pytest.raises(StorageFull, match="the disk is full .* make room"):
@@ -210,7 +233,8 @@ def test_a_full_disk_under_the_transcript_journal_is_storage_full_and_recovers(s
             jr.append({"start": n, "end": n + 1, "text": "x" * 500})
     (disk.view / "filler.bin").unlink()
     jr.append({"done_s": 2.0})             # cuts off any partly written line first
-    assert powercut.check_jsonl(jr.path) is None
+    assert powercut.check_jsonl(jr.path.read_bytes(), "data/transcript.jsonl", jr.sealer,
+                                must_seal=True) is None
     records = jr.read()
     assert records[0] == {"done_s": 1.0} and records[-1] == {"done_s": 2.0}
     assert all(r["text"] == "x" * 500 for r in records[1:-1])

@@ -19,6 +19,7 @@ import boards
 from drivers.bringup import Board
 from drivers.clock import SimClock
 from drivers.errors import DeviceTimeout
+from drivers.sealed import Sealer
 from firmware.arbiter import Arbiter
 from firmware.blocking import Blocking
 from firmware.capture.capture import Capture, CaptureRefused, CaptureSettings
@@ -247,7 +248,8 @@ def test_idle_timeout_flag_ends_an_idle_turn_sooner_on_a_low_battery():
 def test_recorder_writes_segments_from_the_hub_and_the_hub_reopens_a_failed_stream():
     async def body(p: Parts):
         hub = AudioHub(p.board.microphones, p.clock, p.events, p.blocking)
-        rec = Recorder(hub, p.arbiter, p.modes, p.clock, p.events, p.blocking, p.data_dir)
+        rec = Recorder(hub, p.arbiter, p.modes, p.clock, p.events, p.blocking, p.data_dir,
+                       sealer=Sealer.ephemeral())
         path = await rec.start()
         assert p.modes.mode == m.RECORDING and p.arbiter.owners("microphones") == ["meeting"]
         await p.settle(3.0)

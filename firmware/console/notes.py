@@ -1,7 +1,9 @@
 """Console commands for meeting notes: `notes list`, `notes show ID`, `notes search TEXT`.
 
-Everything is read from the data directory (meeting/notes.py), so the commands show the
-same thing before and after a restart; progress arrives as `EVT notes ...` lines.
+Everything is read from the data directory (meeting/notes.py), opened with the device's
+key (the files are sealed), so the commands show the same thing before and after a
+restart; progress arrives as `EVT notes ...` lines. There is no `notes export`: a clear
+copy in the data dir would undo the sealing (`glasses export` writes elsewhere).
 """
 
 from .commands import CommandError, as_json, command, take_flag
@@ -30,7 +32,7 @@ async def cmd_notes(session, args):
         rest, js = take_flag(rest, "--json")
         if rest:
             raise CommandError(f"unexpected '{' '.join(rest)}'; usage: {USAGE}")
-        rows = await fw.blocking.run(notes.rows, fw.data_dir, _live_id(fw))
+        rows = await fw.blocking.run(notes.rows, fw.data_dir, _live_id(fw), fw.sealer)
         worker = fw.transcriber
         for r in rows:
             if r.status == "recording" and r.started is not None:
@@ -48,15 +50,15 @@ async def cmd_notes(session, args):
     if sub == "show":
         if len(rest) != 1:
             raise CommandError("usage: notes show ID (an id from `notes list`, or latest)")
-        rec = await fw.blocking.run(notes.find, fw.data_dir, rest[0])
+        rec = await fw.blocking.run(notes.find, fw.data_dir, rest[0], fw.sealer)
         if rec is None:
             raise CommandError(f"no recording '{rest[0][:40]}'; `notes list` shows the ids")
-        return await fw.blocking.run(notes.show, fw.data_dir, rec, _live_id(fw))
+        return await fw.blocking.run(notes.show, fw.data_dir, rec, _live_id(fw), fw.sealer)
     if sub == "search":
         text = " ".join(rest).strip()
         if not text:
             raise CommandError("usage: notes search TEXT, e.g. notes search budget")
-        hits, total = await fw.blocking.run(notes.search, fw.data_dir, text)
+        hits, total = await fw.blocking.run(notes.search, fw.data_dir, text, fw.sealer)
         if not hits:
             return [f"no notes mention '{text[:60]}'"]
         more = [f"... and {total - len(hits)} more; search for something narrower"] \

@@ -5,6 +5,10 @@ mono, each written atomically) and the transcriber's `transcript.jsonl`: one JSO
 per line, appended and fsynced one at a time, so a power cut loses at most the line being
 written. A torn last line is ignored when read and cut off before the next append.
 
+Segments and journal lines are sealed under the device key (drivers/sealed.py; a journal
+line is `{"sealed": "<base64>"}`); `info.json` holds only times and counts and is not.
+Files from before sealing are read as they are.
+
 Journal records:
   {"start": s, "end": s, "text", "language", "language_prob", "embedding": [...] | null}
       one utterance, times in seconds of meeting audio
@@ -12,6 +16,7 @@ Journal records:
   {"complete": true, "duration_s": s}      the whole recording is transcribed
 """
 
+import io
 import json
 import logging
 import os
@@ -21,6 +26,7 @@ from pathlib import Path
 
 from drivers.atomic import fsync_dir, is_full, storage_full
 from drivers.errors import GlassesError
+from drivers.sealed import Sealer, SealError, is_sealed_line, name_of, read_file
 
 log = logging.getLogger("glasses.meeting")
 
@@ -33,14 +39,24 @@ class MeetingDataError(GlassesError, ValueError):
 
 
 class Journal:
-    """Append-only JSON lines; each `append` is on disk (fsynced) when it returns."""
+    """Append-only JSON lines; each `append` is on disk (fsynced) when it returns.
 
-    def __init__(self, path: Path):
+    `sealer` seals every line appended and opens sealed lines read; None: lines are
+    plain JSON (a journal from before sealing) and a sealed line is a SealError.
+    """
+
+    def __init__(self, path: Path, sealer: Sealer | None):
         self.path = Path(path)
+        self.sealer = sealer
+        self._name = name_of(self.path)
         self._repaired = False
 
     def read(self) -> list[dict]:
-        """Every whole record; a torn or garbled line (a power cut mid-write) is skipped."""
+        """Every whole record; a torn or garbled line (a power cut mid-write) is skipped.
+
+        SealError (naming the file and line) for a sealed line that does not open: a wrong
+        key or a changed line, which a power cut cannot make (a torn line does not parse).
+        """
         try:
             data = self.path.read_bytes()
         except FileNotFoundError:
@@ -54,12 +70,26 @@ class Journal:
             except (UnicodeDecodeError, json.JSONDecodeError):
                 log.warning("%s line %d is torn or garbled; skipped", self.path, n)
                 continue
+            if is_sealed_line(record):
+                record = self._open(record, n)
             if isinstance(record, dict):
                 records.append(record)
         return records
 
+    def _open(self, obj: dict, n: int):
+        where = f"{self.path} line {n}"
+        if self.sealer is None:
+            raise SealError(f"{where}: sealed, and no device key was given to open it")
+        try:
+            return json.loads(self.sealer.open_line(obj, self._name, where))
+        except (UnicodeDecodeError, json.JSONDecodeError):
+            raise SealError(f"{where}: opens, but holds no JSON record") from None
+
     def append(self, record: dict) -> None:
-        line = json.dumps(record, separators=(",", ":"), ensure_ascii=False).encode() + b"\n"
+        line = json.dumps(record, separators=(",", ":"), ensure_ascii=False).encode()
+        if self.sealer is not None:
+            line = self.sealer.seal_line(line, self._name)
+        line += b"\n"
         created = not self.path.exists()
         if not self._repaired:
             self._cut_torn_tail()
@@ -125,6 +155,8 @@ class Recording:
     dir: Path
     info: dict
     segments: list[tuple[Path, int]]      # (path, frames) in order
+    sealer: Sealer | None = None          # opens its segments and journal
+    problem: str | None = None            # why its files cannot be read (a wrong key...)
 
     @property
     def started(self) -> float | None:
@@ -141,18 +173,21 @@ class Recording:
 
     @property
     def journal(self) -> Journal:
-        return Journal(self.dir / JOURNAL)
+        return Journal(self.dir / JOURNAL, self.sealer)
 
 
 _frames_cache: dict[tuple[str, int, int], int] = {}
 
 
-def _frames(path: Path) -> int | None:
+def _frames(path: Path, sealer: Sealer | None) -> int | None:
+    """Frames of a segment; None (logged) if it is no 16 kHz mono WAV; SealError if sealed
+    and it does not open: the recording is then unreadable as a whole, never shortened."""
     st = path.stat()
     key = (str(path), st.st_size, st.st_mtime_ns)
     if key not in _frames_cache:
+        data = read_file(path, sealer)
         try:
-            with wave.open(str(path), "rb") as w:
+            with wave.open(io.BytesIO(data), "rb") as w:
                 if w.getframerate() != RATE_HZ or w.getnchannels() != 1:
                     log.warning("%s is not 16 kHz mono; skipped", path)
                     return None
@@ -163,8 +198,9 @@ def _frames(path: Path) -> int | None:
     return _frames_cache[key]
 
 
-def load(directory: Path) -> Recording:
-    """A recording's info and segments; MeetingDataError if it has no usable info.json."""
+def load(directory: Path, sealer: Sealer | None) -> Recording:
+    """A recording's info and segments; MeetingDataError if it has no usable info.json,
+    SealError if a segment is sealed and does not open."""
     directory = Path(directory)
     try:
         info = json.loads((directory / "info.json").read_text())
@@ -176,10 +212,10 @@ def load(directory: Path) -> Recording:
         raise MeetingDataError(f"{directory}/info.json is not a JSON object")
     segments = []
     for path in sorted(directory.glob("seg-*.wav")):
-        frames = _frames(path)
+        frames = _frames(path, sealer)
         if frames is not None:
             segments.append((path, frames))
-    return Recording(directory.name, directory, info, segments)
+    return Recording(directory.name, directory, info, segments, sealer)
 
 
 def ids(data_dir: Path) -> list[str]:
@@ -188,16 +224,22 @@ def ids(data_dir: Path) -> list[str]:
     return sorted(p.name for p in root.iterdir() if p.is_dir()) if root.is_dir() else []
 
 
-def recordings(data_dir: Path, skip=frozenset()) -> list[Recording]:
-    """Every readable recording but those in `skip`, oldest first."""
+def recordings(data_dir: Path, sealer: Sealer | None, skip=frozenset()) -> list[Recording]:
+    """Every recording with an info.json but those in `skip`, oldest first; one whose
+    segments do not open (a wrong key, a changed file) has `problem` set and no segments."""
     out = []
     for rec_id in ids(data_dir):
         if rec_id in skip:
             continue
+        directory = Path(data_dir) / "recordings" / rec_id
         try:
-            out.append(load(Path(data_dir) / "recordings" / rec_id))
+            out.append(load(directory, sealer))
         except MeetingDataError as e:
             log.warning("%s", e)
+        except SealError as e:
+            log.error("%s", e)
+            info = json.loads((directory / "info.json").read_text())
+            out.append(Recording(rec_id, directory, info, [], sealer, problem=str(e)))
     return out
 
 
@@ -205,15 +247,27 @@ def read_audio(rec: Recording, start_s: float, end_s: float):
     """Meeting audio from `start_s` to `end_s` as float32, read from the segments it spans."""
     import numpy as np
 
-    from drivers.wavio import read_wav
     lo, hi = round(start_s * RATE_HZ), round(end_s * RATE_HZ)
     parts, offset = [], 0
     for path, frames in rec.segments:
         a, b = max(lo, offset), min(hi, offset + frames)
         if a < b:
-            samples, _ = read_wav(path)
-            parts.append(samples[a - offset:b - offset, 0])
+            samples = _mono(read_file(path, rec.sealer), path)
+            parts.append(samples[a - offset:b - offset])
         offset += frames
         if offset >= hi:
             break
     return np.concatenate(parts) if parts else np.zeros(0, np.float32)
+
+
+def _mono(data: bytes, path: Path):
+    """A 16-bit mono WAV's samples as float32 (what the recorder writes)."""
+    import numpy as np
+    try:
+        with wave.open(io.BytesIO(data), "rb") as w:
+            if w.getsampwidth() != 2 or w.getnchannels() != 1:
+                raise MeetingDataError(f"{path}: not 16-bit mono")
+            raw = w.readframes(w.getnframes())
+    except (wave.Error, EOFError) as e:
+        raise MeetingDataError(f"{path}: not a PCM WAV file ({e})") from None
+    return np.frombuffer(raw, "<i2").astype(np.float32) / np.float32(2**15)

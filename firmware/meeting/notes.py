@@ -7,7 +7,8 @@ transcript with [mm:ss] times and speaker labels. A comment on the first line ca
 figures `notes list` shows, so listing never parses prose.
 
 Reading them (console `notes`, "what did we decide?"): `rows`, `show`, `search`,
-`latest_decisions` work from the files alone.
+`latest_decisions` work from the files alone and the device key: notes are sealed
+(drivers/sealed.py); notes from before sealing are read as they are.
 """
 
 import json
@@ -16,7 +17,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from drivers.atomic import write_atomic
+from drivers.sealed import Sealer, SealError, read_file
 
 from . import journal as j
 from .speakers import SpeakerLabels
@@ -24,6 +25,7 @@ from .summary import Item, Line, Summary, summarize
 
 UNKNOWN = "Speaker ?"          # an utterance too short, or no speaker model, to tell who
 META = re.compile(r"^<!-- glasses-notes (\{.*\}) -->$")
+UNREADABLE = "unreadable (`notes show ID` says why)"
 
 
 def path(data_dir: Path, rec_id: str) -> Path:
@@ -32,6 +34,11 @@ def path(data_dir: Path, rec_id: str) -> Path:
 
 def exists(data_dir: Path, rec_id: str) -> bool:
     return path(data_dir, rec_id).is_file()
+
+
+def read_text(note: Path, sealer: Sealer | None) -> str:
+    """A notes file's text; SealError naming it if it is sealed and does not open."""
+    return read_file(note, sealer).decode(errors="replace")
 
 
 def clock_text(seconds: float) -> str:
@@ -71,7 +78,7 @@ def labelled(utterances: list[dict]) -> list[Line]:
 
 
 async def make(models, background, blocking, data_dir: Path, rec: j.Recording,
-               prog: j.Progress) -> str:
+               prog: j.Progress, sealer: Sealer) -> str:
     """Label, summarize and write `notes/<id>.md`; returns a one-line account of them.
 
     The LLM may fail in a way worth retrying (a crashed worker; Preempted): that
@@ -81,7 +88,7 @@ async def make(models, background, blocking, data_dir: Path, rec: j.Recording,
     no_llm = None if models is not None and models.state == "ready" else "no language model running"
     result = await summarize(models, background, lines, no_llm)
     text = render(rec, lines, result)
-    await blocking.run(write_atomic, path(data_dir, rec.id), text.encode())
+    await blocking.run(sealer.write, path(data_dir, rec.id), text.encode())
     speakers = len({line.speaker for line in lines} - {UNKNOWN})
     return (f"{count(speakers, 'speaker')}, {count(len(result.decisions), 'decision')}, "
             f"{count(len(result.actions), 'action item')} ({result.method})")
@@ -152,43 +159,55 @@ def meta(text: str) -> dict:
 
 
 def status(data_dir: Path, rec: j.Recording, live_id: str | None) -> str:
-    """recording, transcribing M:SS of M:SS, summarizing, or done."""
+    """recording, transcribing M:SS of M:SS, summarizing, done, or unreadable."""
+    if rec.problem is not None:
+        return UNREADABLE
     if exists(data_dir, rec.id):
         return "done"
     if rec.id == live_id and not rec.ended:
         return "recording"
-    prog = j.progress(rec.journal)
+    try:
+        prog = j.progress(rec.journal)
+    except SealError:
+        return UNREADABLE
     if prog.complete:
         return "summarizing"
     return f"transcribing {clock_text(prog.done_s)} of {clock_text(rec.duration_s)}"
 
 
-def rows(data_dir: Path, live_id: str | None) -> list[Row]:
+def rows(data_dir: Path, live_id: str | None, sealer: Sealer | None) -> list[Row]:
     """One row per recording, oldest first (blocking: reads files)."""
     out = []
-    for rec in j.recordings(data_dir):
+    for rec in j.recordings(data_dir, sealer):
         st = status(data_dir, rec, live_id)
         speakers = "-"
         if st == "done":
-            text = path(data_dir, rec.id).read_text(errors="replace")
-            speakers = str(meta(text).get("speakers", "?"))
+            try:
+                speakers = str(meta(read_text(path(data_dir, rec.id), sealer)).get("speakers", "?"))
+            except SealError:
+                st = UNREADABLE
         out.append(Row(rec.id, started_text(rec), clock_text(rec.duration_s), speakers, st,
                        rec.started))
     return out
 
 
-def find(data_dir: Path, rec_id: str) -> j.Recording | None:
+def find(data_dir: Path, rec_id: str, sealer: Sealer | None) -> j.Recording | None:
     """The recording `rec_id` names ("latest" for the newest); None if there is none."""
-    recs = j.recordings(data_dir)
+    recs = j.recordings(data_dir, sealer)
     if rec_id == "latest":
         return recs[-1] if recs else None
     return next((r for r in recs if r.id == rec_id), None)
 
 
-def show(data_dir: Path, rec: j.Recording, live_id: str | None) -> list[str]:
-    """The notes' lines; for unfinished ones the status and the transcript so far."""
+def show(data_dir: Path, rec: j.Recording, live_id: str | None,
+         sealer: Sealer | None) -> list[str]:
+    """The notes' lines; for unfinished ones the status and the transcript so far.
+
+    SealError (naming the file, saying what to try) if its files do not open."""
+    if rec.problem is not None:
+        raise SealError(rec.problem)
     if exists(data_dir, rec.id):
-        text = path(data_dir, rec.id).read_text(errors="replace")
+        text = read_text(path(data_dir, rec.id), sealer)
         return [line for line in text.splitlines() if not META.match(line)]
     prog = j.progress(rec.journal)
     lines = [f"# Meeting {started_text(rec)} ({clock_text(rec.duration_s)})",
@@ -198,23 +217,32 @@ def show(data_dir: Path, rec: j.Recording, live_id: str | None) -> list[str]:
                     or ["(nothing transcribed yet)"])
 
 
-def search(data_dir: Path, text: str, limit: int = 40) -> tuple[list[str], int]:
-    """(matching lines as "ID: line", how many matched in all), case-insensitive."""
+def search(data_dir: Path, text: str, sealer: Sealer | None,
+           limit: int = 40) -> tuple[list[str], int]:
+    """(matching lines as "ID: line", how many matched in all), case-insensitive; a notes
+    file that does not open is one line saying so, not skipped in silence."""
     needle = text.casefold()
-    hits = []
+    hits, unreadable = [], []
     for note in sorted((Path(data_dir) / "notes").glob("*.md")):
-        for line in note.read_text(errors="replace").splitlines():
+        try:
+            lines = read_text(note, sealer).splitlines()
+        except SealError:
+            unreadable.append(f"{note.stem}: (not searched: it does not open; "
+                              f"`notes show {note.stem}` says why)")
+            continue
+        for line in lines:
             if needle in line.casefold() and not META.match(line):
                 hits.append(f"{note.stem}: {line.lstrip('-# ').strip()}")
-    return hits[:limit], len(hits)
+    return hits[:limit] + unreadable, len(hits) + len(unreadable)
 
 
-def latest_decisions(data_dir: Path) -> tuple[str, list[str]] | None:
-    """(when the latest finished meeting was, its decisions) or None if no notes exist."""
+def latest_decisions(data_dir: Path, sealer: Sealer | None) -> tuple[str, list[str]] | None:
+    """(when the latest finished meeting was, its decisions) or None if no notes exist;
+    SealError if its notes do not open."""
     notes = sorted((Path(data_dir) / "notes").glob("*.md"))
     if not notes:
         return None
-    text = notes[-1].read_text(errors="replace")
+    text = read_text(notes[-1], sealer)
     decisions, inside = [], False
     for line in text.splitlines():
         if line.startswith("## "):

@@ -3,6 +3,8 @@
 Audio is kept as 16 kHz mono 16-bit WAV segments, each written atomically and fsynced
 when it completes, so a power cut loses at most the segment in progress. `info.json`
 says when the meeting started and ended (ended is missing after a power cut).
+Segments are sealed under the device key (drivers/sealed.py): the card alone holds no
+sound; `info.json` holds only times and counts, which the directory's name shows anyway.
 """
 
 import asyncio
@@ -16,6 +18,7 @@ import numpy as np
 
 from drivers.atomic import unused, write_atomic
 from drivers.errors import GlassesError, StorageFull
+from drivers.sealed import Sealer
 from drivers.wavio import wav_bytes
 
 from ..arbiter import Busy
@@ -34,12 +37,13 @@ class RecordingRefused(GlassesError, RuntimeError):
 
 
 class Recorder:
-    """Meeting recording into `<data_dir>/recordings/<id>/`; audio comes from the hub."""
+    """Meeting recording into `<data_dir>/recordings/<id>/`; audio comes from the hub,
+    segments are sealed by `sealer`."""
 
     def __init__(self, hub, claims: Claims, modes: ModeGate, clock: Clock, events: EventSink,
-                 blocking: Blocking, data_dir: Path):
+                 blocking: Blocking, data_dir: Path, *, sealer: Sealer):
         self.hub, self.claims, self.modes, self.clock = hub, claims, modes, clock
-        self.events, self.blocking = events, blocking
+        self.events, self.blocking, self.sealer = events, blocking, sealer
         self.root = Path(data_dir) / "recordings"
         self.task: asyncio.Task | None = None
         self.dir: Path | None = None
@@ -108,7 +112,7 @@ class Recorder:
 
     async def _write_segment(self, chunks) -> None:
         path = self.dir / f"seg-{self.segments + 1:05d}.wav"
-        await self.blocking.run(write_atomic, path, wav_bytes(np.concatenate(chunks), RATE_HZ))
+        await self.blocking.run(self.sealer.write, path, wav_bytes(np.concatenate(chunks), RATE_HZ))
         self.segments += 1
 
     async def stop(self, reason: str = "stopped") -> Path | None:

@@ -26,6 +26,7 @@ from typing import Callable
 import numpy as np
 
 from drivers.errors import GlassesError
+from drivers.sealed import Sealer, SealError
 
 from ..ports import Blocking, Clock, EventSink, MeetingModels, ModeGate
 from ..tasks import spawn
@@ -84,15 +85,17 @@ class Transcriber:
 
     `recording()` names the directory the recorder is writing now (None if none); `turns` is
     the assistant's voice loop (a statetable machine): outside `idle`/`wake` someone is
-    talking to the glasses and background work waits.
+    talking to the glasses and background work waits. `sealer` opens the segments and
+    seals the journal and the notes.
     """
 
     def __init__(self, models: MeetingModels | None, modes: ModeGate, turns, clock: Clock,
                  events: EventSink, blocking: Blocking, data_dir: Path,
                  recording: Callable[[], Path | None],
-                 settings: TranscriberSettings = TranscriberSettings()):
+                 settings: TranscriberSettings = TranscriberSettings(), *, sealer: Sealer):
         self.models, self.modes, self.turns, self.clock = models, modes, turns, clock
         self.events, self.blocking, self.s = events, blocking, settings
+        self.sealer = sealer
         self.data_dir = Path(data_dir)
         self.recording = recording
         self.background = Background()
@@ -104,6 +107,7 @@ class Transcriber:
         self._journals: dict[str, j.Journal] = {}
         self._done: set[str] = set()            # ids whose notes exist
         self._resumed: set[str] = set()
+        self._unreadable: set[str] = set()      # ids whose files do not open: said once, left
         self._no_voices = False                 # the speaker model is missing: stop asking
         self._vad_model = True
         modes.subscribe(self._changed)
@@ -184,8 +188,17 @@ class Transcriber:
         for rec in recordings:
             is_live = live is not None and Path(live).name == rec.id and not rec.ended
             prog = self._progress.get(rec.id)
-            if prog is None:
-                prog = self._progress[rec.id] = await self.blocking.run(j.progress, rec.journal)
+            if prog is None and rec.problem is None:
+                try:
+                    prog = self._progress[rec.id] = await self.blocking.run(j.progress, rec.journal)
+                except SealError as e:
+                    rec.problem = str(e)
+            if rec.problem is not None:
+                # A wrong key or a changed file: transcribing what does open would give
+                # notes with holes (or none at all); it is left as it is, and said so.
+                self._unreadable.add(rec.id)
+                self.events.emit("fault", f"notes {rec.id} cannot be made: {rec.problem}")
+                continue
             self.current = rec.id
             blocked = self._blocked()
             if blocked is not None:
@@ -206,7 +219,7 @@ class Transcriber:
                 continue            # a live meeting with nothing new yet: look at the next
             self.events.emit("notes", f"{rec.id} summarizing")
             result = await notes.make(self.models, self.background, self.blocking, self.data_dir,
-                                      rec, prog)
+                                      rec, prog, self.sealer)
             self._done.add(rec.id)
             self._progress.pop(rec.id, None)
             self._journals.pop(rec.id, None)
@@ -222,7 +235,7 @@ class Transcriber:
         for rec_id in j.ids(self.data_dir):
             if rec_id not in self._done and notes.exists(self.data_dir, rec_id):
                 self._done.add(rec_id)
-        return j.recordings(self.data_dir, frozenset(self._done))
+        return j.recordings(self.data_dir, self.sealer, frozenset(self._done | self._unreadable))
 
     async def _transcribe_window(self, rec: j.Recording, prog: j.Progress, live: bool) -> bool:
         total = rec.duration_s

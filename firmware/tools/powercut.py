@@ -5,7 +5,8 @@ an activity (a meeting recording, meeting notes with models, a photo burst, a vi
 kills the firmware's whole process group at a random moment (the battery falls out: the
 inference workers and the sim's ffmpeg go too), and then checks every file it left:
 WAVs open and their frame count matches their data chunk, JPEGs decode, MP4s decode
-(ffmpeg), JSON parses. The next boot is the restart: no temp file may be left, and every
+(ffmpeg), JSON parses. Segments, transcript lines and notes are sealed (drivers/sealed.py):
+they must be, and they are opened with the key beside the data dir before their checks. The next boot is the restart: no temp file may be left, and every
 photo, video and segment stored before is still there with the same bytes, and `notes
 list` still shows every recording.
 
@@ -14,6 +15,7 @@ checks the firmware's write order (temp file, rename, append), not its fsyncs.
 """
 
 import hashlib
+import io
 import json
 import os
 import random
@@ -25,9 +27,10 @@ import tempfile
 import time
 import wave
 from collections import Counter
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 from drivers.errors import GlassesError
+from drivers.sealed import Sealer, SealError, is_sealed, is_sealed_line, name_of
 
 ROOT = Path(__file__).resolve().parents[2]
 ACTIVITIES = ("recording", "burst", "video", "notes")
@@ -46,9 +49,8 @@ def is_temp(path: Path) -> bool:
 
 # -- checking one file -----------------------------------------------------------------------
 
-def check_wav(path: Path) -> str | None:
+def check_wav(data: bytes) -> str | None:
     """None if the WAV opens and its frame count matches its data chunk; else what is wrong."""
-    data = path.read_bytes()
     if len(data) < 12 or data[:4] != b"RIFF" or data[8:12] != b"WAVE":
         return "no RIFF/WAVE header"
     if struct.unpack("<I", data[4:8])[0] != len(data) - 8:
@@ -64,7 +66,7 @@ def check_wav(path: Path) -> str | None:
     if data_len is None:
         return "no data chunk"
     try:
-        with wave.open(str(path), "rb") as w:
+        with wave.open(io.BytesIO(data), "rb") as w:
             frames, block = w.getnframes(), w.getnchannels() * w.getsampwidth()
     except (wave.Error, EOFError) as e:
         return f"wave cannot open it: {e}"
@@ -95,34 +97,47 @@ def check_mp4(path: Path) -> str | None:
     return None
 
 
-def check_json(path: Path) -> str | None:
+def check_json(data: bytes) -> str | None:
     try:
-        json.loads(path.read_bytes())
+        json.loads(data)
     except (UnicodeDecodeError, ValueError) as e:
         return f"not JSON: {e}"
     return None
 
 
-def check_jsonl(path: Path) -> str | None:
-    """Every line parses; a torn last line only where the reader skips it."""
-    data = path.read_bytes()
+def check_jsonl(data: bytes, name: str = "", sealer: Sealer | None = None,
+                torn_ok: bool = True, must_seal: bool = False) -> str | None:
+    """Every line parses (sealed ones open with `sealer` under `name`); a torn last line
+    only where the reader skips it (`torn_ok`); `must_seal`: no line in the clear."""
     lines = data.split(b"\n")
     for n, line in enumerate(lines, 1):
         if not line.strip():
             continue
         try:
-            json.loads(line)
+            record = json.loads(line)
         except (UnicodeDecodeError, ValueError):
             last = n == len(lines) and not data.endswith(b"\n")
-            if last and path.name in TORN_TAIL_OK:
+            if last and torn_ok:
                 return None          # torn by the cut; the reader skips it
             return f"line {n} is {'a torn last line' if last else 'garbled'}"
+        if not is_sealed_line(record):
+            if must_seal:
+                return f"line {n} is in the clear (it should be sealed)"
+            continue
+        if sealer is None:
+            return f"line {n} is sealed and there is no key beside the data dir"
+        try:
+            json.loads(sealer.open_line(record, name, f"line {n}"))
+        except SealError as e:
+            return f"does not open: {e}"
+        except (UnicodeDecodeError, ValueError):
+            return f"line {n} opens but holds no JSON"
     return None
 
 
-def check_text(path: Path) -> str | None:
+def check_text(data: bytes) -> str | None:
     try:
-        path.read_bytes().decode()
+        data.decode()
     except UnicodeDecodeError as e:
         return f"not UTF-8: {e}"
     return None
@@ -131,29 +146,62 @@ def check_text(path: Path) -> str | None:
 CHECKS = {".wav": ("wav", check_wav), ".jpg": ("jpeg", check_jpeg), ".mp4": ("mp4", check_mp4),
           ".json": ("json", check_json), ".jsonl": ("jsonl", check_jsonl),
           ".md": ("notes", check_text)}
+BY_PATH = ("jpeg", "mp4")       # decoded from the file (never sealed); the rest from bytes
+# What the firmware seals (relative to the data dir): stored in the clear, it fails.
+MUST_SEAL = ("recordings/*/seg-*.wav", "recordings/*/transcript.jsonl", "notes/*.md")
 
 
 class Checker:
     """Checks files, remembering the verdict on a file whose inode, size and mtime are
-    unchanged since (so a campaign decodes each video once, not after every cut)."""
+    unchanged since (so a campaign decodes each video once, not after every cut).
 
-    def __init__(self):
+    Sealed files are opened with `sealer`, or with the key beside the data dir that
+    `scan` finds (the firmware makes it at its first boot)."""
+
+    def __init__(self, sealer: Sealer | None = None):
+        self.sealer = sealer
         self._verdicts: dict[tuple, str | None] = {}
         self._hashes: dict[tuple, str] = {}
         self.decoded = 0
+
+    def find_key(self, data_dir: Path) -> None:
+        if self.sealer is None:
+            from drivers.devicekey import sealer_for
+            try:
+                self.sealer = sealer_for(data_dir)
+            except FileNotFoundError:
+                pass                 # not booted yet: a sealed file is then a failure
 
     @staticmethod
     def _key(path: Path) -> tuple:
         st = path.stat()
         return (str(path), st.st_ino, st.st_size, st.st_mtime_ns)
 
-    def check(self, path: Path) -> tuple[str, str | None]:
+    def check(self, path: Path, must_seal: bool = False) -> tuple[str, str | None]:
         kind, fn = CHECKS[path.suffix]
         key = self._key(path)
         if key not in self._verdicts:
-            self._verdicts[key] = fn(path)
+            self._verdicts[key] = self._check(path, kind, fn, must_seal)
             self.decoded += 1
         return kind, self._verdicts[key]
+
+    def _check(self, path: Path, kind: str, fn, must_seal: bool) -> str | None:
+        if kind in BY_PATH:
+            return fn(path)
+        data = path.read_bytes()
+        if kind == "jsonl":
+            return check_jsonl(data, name_of(path), self.sealer, path.name in TORN_TAIL_OK,
+                               must_seal)
+        if is_sealed(data):
+            if self.sealer is None:
+                return "sealed, and there is no key beside the data dir"
+            try:
+                data = self.sealer.unseal(data, name_of(path), path.name)
+            except SealError as e:
+                return f"does not open: {e}"
+        elif must_seal:
+            return "stored in the clear (it should be sealed)"
+        return fn(data)
 
     def digest(self, path: Path) -> str:
         key = self._key(path)
@@ -165,6 +213,7 @@ class Checker:
 def scan(data_dir: Path, checker: Checker) -> dict:
     """Every file under `data_dir`: checked by kind; temp files and failures listed."""
     out = {"files": 0, "by_kind": Counter(), "temps": [], "failures": []}
+    checker.find_key(data_dir)
     for path in sorted(p for p in data_dir.rglob("*") if p.is_file()):
         rel = str(path.relative_to(data_dir))
         if is_temp(path):
@@ -172,7 +221,9 @@ def scan(data_dir: Path, checker: Checker) -> dict:
             continue
         if rel.startswith("logs/") or path.suffix not in CHECKS:
             continue                 # logs may end in a torn line; sim state files are not data
-        kind, problem = checker.check(path)
+        must_seal = any(PurePosixPath(rel).match(pattern) and rel.count("/") == pattern.count("/")
+                        for pattern in MUST_SEAL)
+        kind, problem = checker.check(path, must_seal)
         out["files"] += 1
         out["by_kind"][kind] += 1
         if problem:

@@ -110,16 +110,19 @@ def write_meeting_wav(path: Path, script=TWO_VOICE_MEETING, voices=TWO_VOICES, p
     return truth
 
 
-def write_recording(data_dir: Path, rec_id: str, audio: np.ndarray, started: float) -> Path:
-    """`recordings/<id>/` as the recorder leaves it after `record stop`."""
+def write_recording(data_dir: Path, rec_id: str, audio: np.ndarray, started: float,
+                    sealer=None) -> Path:
+    """`recordings/<id>/` as the recorder leaves it after `record stop`: segments sealed by
+    `sealer` (drivers/sealed.py), or in the clear as before sealing if it is None."""
     from drivers.atomic import write_atomic
     from drivers.wavio import wav_bytes
+    write = sealer.write if sealer is not None else write_atomic
     d = Path(data_dir) / "recordings" / rec_id
     d.mkdir(parents=True, exist_ok=True)
     step = int(SEGMENT_S * RATE_HZ)
     n = 0
     for n, i in enumerate(range(0, len(audio), step), 1):
-        write_atomic(d / f"seg-{n:05d}.wav", wav_bytes(audio[i:i + step], RATE_HZ))
+        write(d / f"seg-{n:05d}.wav", wav_bytes(audio[i:i + step], RATE_HZ))
     info = {"started": started, "rate_hz": RATE_HZ, "segment_s": SEGMENT_S,
             "ended": started + len(audio) / RATE_HZ, "segments": n}
     write_atomic(d / "info.json", json.dumps(info).encode())
@@ -185,6 +188,7 @@ async def run_notes(models_dir: Path, threads: int, script, voices, facts, progr
                     keep_dir: Path | None = None) -> dict:
     """One scripted meeting through the real transcriber service into notes."""
     from drivers.clock import Clock
+    from drivers.sealed import Sealer
 
     from ..blocking import Blocking
     from ..events import EventBus
@@ -204,7 +208,8 @@ async def run_notes(models_dir: Path, threads: int, script, voices, facts, progr
     with tempfile.TemporaryDirectory(prefix="glasses-meeting-q-") as tmp:
         data = Path(keep_dir or tmp)
         (data / "notes").mkdir(parents=True, exist_ok=True)
-        rec_dir = write_recording(data, "20260101-090000", audio, time.time())
+        sealer = Sealer.ephemeral()       # as the firmware does, under a key of this run's
+        rec_dir = write_recording(data, "20260101-090000", audio, time.time(), sealer)
         events = EventBus()
         seen: list[tuple[float, str]] = []
         events.subscribe(lambda text: seen.append((time.perf_counter(), text)))
@@ -212,7 +217,8 @@ async def run_notes(models_dir: Path, threads: int, script, voices, facts, progr
         turns = v.VoiceLoop()
         t0 = time.perf_counter()
         svc = Transcriber(models, modes, turns, Clock(), events, Blocking(), data,
-                          recording=lambda: None, settings=TranscriberSettings(poll_s=0.5))
+                          recording=lambda: None, settings=TranscriberSettings(poll_s=0.5),
+                          sealer=sealer)
         svc.start()
         try:
             while not notes.exists(data, rec_dir.name):
@@ -224,8 +230,8 @@ async def run_notes(models_dir: Path, threads: int, script, voices, facts, progr
             await models.stop()
         done = time.perf_counter()
         summarizing = next((t for t, e in seen if e.endswith("summarizing")), done)
-        text = notes.path(data, rec_dir.name).read_text()
-        prog = j.progress(j.Journal(rec_dir / j.JOURNAL))
+        text = notes.read_text(notes.path(data, rec_dir.name), sealer)
+        prog = j.progress(j.Journal(rec_dir / j.JOURNAL, sealer))
         lines = notes.labelled(prog.utterances)
         labels = [line.speaker for line in lines]
         speakers = label_accuracy(prog.utterances, labels, truth)

@@ -43,7 +43,7 @@ class Router:
 
     def __init__(self, capture, recorder, speaker: Speaker, conversation, clock: Clock,
                  conditions, data_dir: Path, translator=None, reader=None, payments=None,
-                 privacy=None, calls=None, media=None):
+                 privacy=None, calls=None, media=None, sealer=None):
         self.capture, self.recorder, self.speaker = capture, recorder, speaker
         self.conversation, self.clock = conversation, clock
         self.translator, self.reader = translator, reader    # voice/translator.py, reading.py
@@ -52,6 +52,7 @@ class Router:
         self.calls, self.media = calls, media                # phone/calls.py, phone/media.py
         self.conditions = conditions    # () -> fresh power.conditions.Conditions
         self.data_dir = Path(data_dir)
+        self.sealer = sealer            # drivers/sealed.py: opens the sealed meeting notes
 
     async def run(self, name: str, **args) -> Outcome:
         action = ACTIONS.get(name)
@@ -133,7 +134,7 @@ async def _notes_stop(r: Router) -> Outcome:
 
 async def _decisions(r: Router) -> Outcome:
     from ..meeting.notes import latest_decisions
-    found = latest_decisions(r.data_dir)
+    found = latest_decisions(r.data_dir, r.sealer)
     if found is None:
         return Outcome("There are no meeting notes yet.", ("no meeting notes yet",))
     when, decisions = found
