@@ -92,6 +92,14 @@ def populate(fs: ExtFS, board, *, stage: Path, epoch: int, wheels: list[Path],
     edits.dir(os.path.dirname(rootfs.WATCHDOG_CONF))
     for w in wheels:
         edits.file(f"{rootfs.WHEELS}/{w.name}", w.resolve(), 0o644)
+    # A base taken from a used card carries its device key: every card made from this image
+    # would then share it. The first boot makes a fresh one (glasses.service ExecStartPre).
+    key_dir, key_names = rootfs.key_files(board)
+    keys = sorted(n for n in (fs.listdirs([key_dir])[key_dir] or {})
+                  if rootfs.is_key_name(n, key_names))
+    for name in keys:
+        edits.remove(f"{key_dir}/{name}")
+    manifest["device_keys_removed_from_base"] = [f"{key_dir}/{n}" for n in keys]
     stale = fs.listdirs([rootfs.WHEELS])[rootfs.WHEELS] or {}      # a base that was built before
     for name in sorted(set(stale) - {w.name for w in wheels}):
         edits.remove(f"{rootfs.WHEELS}/{name}")

@@ -4,6 +4,7 @@ The LAYOUT table is shared by the build (what to create) and by verify (what to
 check), so the two cannot drift apart.
 """
 
+import os
 import re
 import tomllib
 from dataclasses import dataclass
@@ -54,6 +55,19 @@ def layout(board) -> list[Owned]:
     ]
 
 
+def key_files(board) -> tuple[str, list[str]]:
+    """(the directory the board's device key lives in, names there that are keys or their
+    temp files): what an image must never carry (docs/encryption.md)."""
+    from drivers.devicekey import key_path
+    path = str(key_path(board.storage, board.board.data_dir))
+    return os.path.dirname(path), [os.path.basename(path)]
+
+
+def is_key_name(name: str, key_names: list[str]) -> bool:
+    return name in key_names or name.endswith(".key") or \
+        any(name.startswith(f".{k}.") and name.endswith(".tmp") for k in key_names)
+
+
 def getty_unit(board) -> str:
     """The serial getty the firmware's console replaces (it would fight over the UART)."""
     return f"{SYSTEMD}/serial-getty@{board.console.tty.rsplit('/', 1)[-1]}.service"
@@ -81,6 +95,9 @@ NotifyAccess=main
 User={user}
 Group={user}
 SupplementaryGroups={' '.join(groups)}
+# As root (+), before the firmware: the device key that seals recordings and notes is
+# made here on the first boot (never in the image), owned by {user}, mode 0600.
+ExecStartPre=+{VENV}/bin/python -m drivers.devicekey {BOARD_TOML}
 ExecStart={VENV}/bin/glasses run --board {BOARD_TOML}{models}
 WatchdogSec={WATCHDOG_SEC}
 TimeoutStartSec=120

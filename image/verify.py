@@ -174,6 +174,22 @@ def check_owners(im: Image):
     return (FAIL, "; ".join(problems)) if problems else (OK, f"{len(items)} paths")
 
 
+def check_no_device_key(im: Image):
+    """No device key in the image (each card makes its own at first boot), and the unit
+    that makes it."""
+    key_dir, key_names = rootfs.key_files(im.board)
+    found = sorted(n for n in (im.root.listdirs([key_dir])[key_dir] or {})
+                   if rootfs.is_key_name(n, key_names))
+    if found:
+        return FAIL, (f"{', '.join(f'{key_dir}/{n}' for n in found)}: a device key in the image; "
+                      "every card written from it would share it: rebuild from a clean base")
+    unit = dict(re.findall(r"^(\w+)=(.*)$", im.root.read(rootfs.UNIT).decode(), re.M))
+    if "-m drivers.devicekey" not in unit.get("ExecStartPre", ""):
+        return FAIL, "glasses.service does not make the device key at first boot (no ExecStartPre)"
+    source = "the OTP key, else " if im.board.storage.key_source == "otp" else ""
+    return OK, f"none in {key_dir}; {source}{key_dir}/{key_names[0]} made at first boot"
+
+
 def check_board_file(im: Image):
     text = im.root.read(rootfs.BOARD_TOML).decode()
     loaded = from_toml(tomllib.loads(text), rootfs.BOARD_TOML)
@@ -245,6 +261,7 @@ CHECKS = [
     ("serial getty", check_getty),
     ("owners and modes", check_owners),
     ("board file", check_board_file),
+    ("no device key", check_no_device_key),
     ("wheels", check_wheels),
     ("models", check_models),
     ("image sha256 and bmap", check_artifacts),
