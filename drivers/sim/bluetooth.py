@@ -15,14 +15,12 @@ answers, what a product looks up to, a notification or a turn instruction to sen
 
 import asyncio
 import base64
-import ctypes
 import json
 import logging
 import os
 import re
 import select
 import shutil
-import signal
 import subprocess
 import time
 from pathlib import Path
@@ -31,6 +29,7 @@ from dbus_fast import BusType, Message, MessageType, Variant
 from dbus_fast.aio import MessageBus
 
 from ..errors import ConfigError, Unreachable
+from .processes import die_with_parent, stop
 
 log = logging.getLogger("glasses.sim.phone")
 
@@ -109,7 +108,7 @@ class SimBluetooth:
                                 stderr=subprocess.STDOUT)
 
     def _start(self, argv, **kw) -> subprocess.Popen:
-        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, preexec_fn=_die_with_parent, **kw)
+        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, preexec_fn=die_with_parent, **kw)
         self._procs.append(proc)
         return proc
 
@@ -118,24 +117,9 @@ class SimBluetooth:
             self._task.cancel()
         self.phone.close()
         for proc in reversed(self._procs):
-            if proc.poll() is None:
-                proc.terminate()
-                try:
-                    proc.wait(timeout=3)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait(timeout=3)
+            stop(proc, timeout_s=3)
         self._procs = []
         self._mock_log.close()
-
-
-def _die_with_parent() -> None:
-    """In the child: SIGTERM when the firmware dies, even by SIGKILL (fault campaigns), so no
-    bus or mock outlives it (Linux prctl PR_SET_PDEATHSIG)."""
-    try:
-        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)
-    except (OSError, AttributeError):
-        pass
 
 
 def _first_line(proc: subprocess.Popen, timeout_s: float) -> str:

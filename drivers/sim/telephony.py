@@ -10,11 +10,9 @@ phone heard of a call (the wearer's microphones) lands in `<data>/sim/phone/call
 """
 
 import asyncio
-import ctypes
 import itertools
 import logging
 import os
-import signal
 import subprocess
 import tempfile
 from pathlib import Path
@@ -26,6 +24,8 @@ from drivers.atomic import write_atomic
 from drivers.errors import ConfigError, DeviceTimeout, Unreachable
 from drivers.resample import resample
 from drivers.wavio import read_wav, wav_bytes
+
+from .processes import die_with_parent, stop
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +41,6 @@ A2DP_SINK_UUID = "0000110b-0000-1000-8000-00805f9b34fb"
 CALL_RATE_HZ = 16000
 START_TIMEOUT_S = 10.0
 CALL_TIMEOUT_S = 5.0
-PR_SET_PDEATHSIG = 1
 
 # The player's methods, run inside the BlueZ mock (dbusmock executes them there).
 _PLAY = f'self.UpdateProperties("{PLAYER}", {{"Status": "playing"}})'
@@ -72,15 +71,6 @@ def caller_voice(text: str, path: Path) -> Path:
     return write_atomic(path, wav_bytes(resample(mono, rate, CALL_RATE_HZ), CALL_RATE_HZ))
 
 
-def _die_with_parent() -> None:
-    """In the mock, before exec: SIGTERM when the firmware dies (a SIGKILLed firmware would
-    otherwise leave it running). Linux's PR_SET_PDEATHSIG; elsewhere nothing."""
-    try:
-        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
-    except (OSError, AttributeError):
-        pass
-
-
 class SimTelephony:
     """The phone's telephony and media on the sim bus; `start()` spawns the oFono mock."""
 
@@ -108,7 +98,7 @@ class SimTelephony:
             self._proc = subprocess.Popen(
                 [MOCK_PYTHON, "-m", "dbusmock", "--template", str(TEMPLATE), "-p", params],
                 env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=self._log,
-                preexec_fn=_die_with_parent)
+                preexec_fn=die_with_parent)
         except OSError as e:
             self._log.close()
             raise ConfigError(f"cannot start the sim phone's oFono mock with {MOCK_PYTHON} ({e}); "
@@ -116,13 +106,7 @@ class SimTelephony:
 
     def close(self) -> None:
         proc, self._proc = self._proc, None
-        if proc is not None and proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(timeout=5)
+        stop(proc, timeout_s=5)
         if self._log is not None:
             self._log.close()
             self._log = None
