@@ -135,9 +135,9 @@ def test_export_gives_wavs_the_transcript_and_the_notes_and_never_overwrites(mee
     assert records[-1]["complete"] is True
     words = {w for r in records if "text" in r for w in r["text"].split() if len(w) >= 5}
     assert words                                # the test models hear something
-    sealed_bytes = note.read_bytes() + journal.read_bytes()
-    for word in words:                          # in the clear copy, and nowhere on the card
-        assert word in notes_md and word.encode() not in sealed_bytes
+    on_card = b"".join(p.read_bytes() for p in meeting["data"].rglob("*") if p.is_file())
+    for word in words:             # in the clear copy; nowhere on the card, logs included
+        assert word in notes_md and word.encode() not in on_card, word
     assert json.loads((got / "info.json").read_text())["segments"] == len(segments)
     before = {p.name: p.read_bytes() for p in got.iterdir()}
     again = glasses("export", "--data-dir", meeting["data"], "--out", out)

@@ -108,7 +108,10 @@ async def summarize(models, background, lines: list[Line], no_llm: str | None = 
         answer = await _ask_text(models, background, f"{text}\n\n{ASK_ITEMS}", ITEMS_TOKENS)
         parsed = parse_items(answer)
         if parsed is None:
-            log.info("meeting notes: unusable LLM items: %r", answer[:300])
+            # Its length only: the answer quotes the meeting, which is sealed on disk and
+            # must not reach the log in the clear (docs/encryption.md).
+            log.info("meeting notes: the LLM's items were not usable JSON (%d characters)",
+                     len(answer))
             continue
         usable += 1
         d, a = parsed
