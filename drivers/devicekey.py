@@ -143,7 +143,16 @@ def device_sealer(storage, data_dir, create: bool = True,
             return Sealer(key, "the OTP customer key")
         log.info("not using the OTP key (%s); using the key file", why)
     path = key_path(storage, data_dir)
-    key = create_key(path, owner) if create else read_key(path)
+    if not create:
+        return Sealer(read_key(path), str(path))
+    try:
+        key = create_key(path, owner)
+    except OSError as e:
+        # On a board the firmware's user may not write /etc/glasses: the unit's root step
+        # makes the key first. Never a traceback, and never a key somewhere else.
+        raise ConfigError(f"cannot make the device key {path} ({e.strerror or e}): run "
+                          "`python -m drivers.devicekey BOARD` as root once (glasses.service "
+                          "does, before the firmware starts), or set storage.key_file") from None
     _tighten(path)
     return Sealer(key, str(path))
 

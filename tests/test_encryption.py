@@ -265,6 +265,21 @@ def test_the_otp_key_when_the_board_asks_and_it_is_programmed_else_the_file(tmp_
     assert device_sealer(storage, tmp_path / "data").key_id == from_file.key_id
 
 
+def test_the_first_boot_step_makes_the_key_once_and_says_so_when_it_cannot(tmp_path):
+    """What glasses.service runs as root before the firmware (ExecStartPre)."""
+    def step(data):
+        return subprocess.run([sys.executable, "-m", "drivers.devicekey", "sim", "--data-dir", data],
+                              cwd=ROOT, capture_output=True, text=True, timeout=30)
+    first, again = step(tmp_path / "data"), step(tmp_path / "data")
+    assert first.returncode == 0 and first.stdout == again.stdout, first.stderr
+    assert first.stdout.startswith(f"device key: {tmp_path / '.glasses-keys' / 'data.key'} (key id ")
+    (tmp_path / "ro").mkdir()          # a file where the key directory would go (root ignores modes)
+    (tmp_path / "ro" / ".glasses-keys").write_text("not a directory")
+    failed = step(tmp_path / "ro" / "data")
+    assert failed.returncode == 2 and "cannot make the device key" in failed.stderr
+    assert "Traceback" not in failed.stderr
+
+
 def test_board_files_say_where_the_key_comes_from_and_not_from_the_data_dir(tmp_path):
     import boards
     from boards.schema import StorageSpec, from_toml
