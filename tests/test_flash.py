@@ -39,7 +39,7 @@ BASE_CONFIG = "# base config.txt\ndtparam=audio=on\ncamera_auto_detect=1\n\n[cm5
 BASE_CMDLINE = (f"console=serial0,115200 console=tty1 root=PARTUUID={DISK_ID[2:]}-02 rootfstype=ext4 "
                 "fsck.repair=yes rootwait\n")
 GROUPS = {"root": 0, "dialout": 20, "audio": 29, "video": 44, "shadow": 42, "gpio": 986,
-          "i2c": 994, "systemd-journal": 999}
+          "i2c": 994, "bluetooth": 112, "systemd-journal": 999}
 SECRETS = """pin = "2468"
 hostname = "glasses-test"
 [wifi]
@@ -255,7 +255,7 @@ def test_root_filesystem_seen_through_debugfs(built):
     out, _ = built
     unit = debugfs(out, "cat /etc/systemd/system/glasses.service")
     for want in ("Type=notify", "WatchdogSec=30", "Restart=on-failure", "User=glasses",
-                 "SupplementaryGroups=gpio i2c video audio dialout",
+                 "SupplementaryGroups=gpio i2c video audio dialout bluetooth",
                  "ExecStart=/opt/glasses/venv/bin/glasses run --board /etc/glasses/board.toml"):
         assert want in unit.splitlines() or want in unit, want
     passwd = debugfs(out, "cat /etc/passwd")
@@ -264,7 +264,7 @@ def test_root_filesystem_seen_through_debugfs(built):
     uid, gid = int(user[0][2]), int(user[0][3])
     assert 100 <= uid < 1000 and uid not in GROUPS.values()
     group = {line.split(":")[0]: line.split(":") for line in debugfs(out, "cat /etc/group").splitlines()}
-    for name in ("gpio", "i2c", "video", "audio", "dialout"):
+    for name in ("gpio", "i2c", "video", "audio", "dialout", "bluetooth"):
         assert int(group[name][2]) == GROUPS[name] and "glasses" in group[name][3].split(",")
     assert "glasses:!*:" in debugfs(out, "cat /etc/shadow")
     assert inode(out, "/etc/shadow")[0] == 0o640                    # attributes of edited files kept
