@@ -42,3 +42,13 @@ class Unsupported(GlassesError, NotImplementedError):
 
 class Unreachable(GlassesError, ConnectionError):
     """A device outside the glasses (the paired phone) is not there or did not answer."""
+
+
+class SaidError(GlassesError, RuntimeError):
+    """An action the wearer asked for that cannot be done now; the assistant says the message
+    as it is (`say`: capitalised, a full stop), not its generic apology."""
+
+    @property
+    def say(self) -> str:
+        text = str(self)
+        return text[:1].upper() + text[1:] + "."

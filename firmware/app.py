@@ -159,20 +159,18 @@ class Firmware:
         # while worn, handed to the phone's wallet (none until a phone is linked).
         # Phone link (firmware/phone): BlueZ and the Gadgetbridge companion when the board has
         # Bluetooth; notifications wait while the wearer talks or the assistant answers.
+        # Calls (oFono: the glasses as hands-free unit; BlueALSA: the call's audio) and music
+        # (BlueZ's AVRCP player) on the same bus. A call holds the speaker and microphones.
         self.phone_link, self.phone = None, NoPhone()
-        if board.bluetooth is not None:
-            bt = board.bluetooth
+        self.calls = self.media = None
+        if (bt := board.bluetooth) is not None:
             self.phone_link = PhoneLink(LinkSettings(bt.address, bt.adapter, bt.alias), self.events,
                                         clock, speech=self.speech)
             self.phone = Companion(self.phone_link, self.speech, self.events, clock,
                                    busy=lambda: self.assistant.state in TALKING or self.in_call())
-        # Calls (oFono: the glasses as hands-free unit; BlueALSA: the call's audio) and music
-        # (BlueZ's AVRCP player) on the same bus. A call holds the speaker and microphones.
-        self.calls = self.media = None
-        if board.bluetooth is not None:
-            self.media = Media(board.bluetooth.address, self.speech, self.events, clock,
+            self.media = Media(bt.address, self.speech, self.events, clock,
                                on_playing=lambda playing: setattr(board, "media_playing", playing))
-            self.calls = Calls(board.bluetooth.address, self.arbiter, board.speaker, self.hub,
+            self.calls = Calls(bt.address, self.arbiter, board.speaker, self.hub,
                                self.speech, self.events, clock, self.blocking, media=self.media,
                                companion=self.phone)
         self.payments = Payments(Scanner(self.capture, self.blocking, clock), self.phone,

@@ -14,7 +14,7 @@ import asyncio
 import logging
 from dataclasses import dataclass
 
-from drivers.errors import GlassesError
+from drivers.errors import GlassesError, SaidError
 
 from ..statetable import Machine
 from ..tasks import spawn
@@ -40,14 +40,8 @@ PHONE_GONE = "the phone disconnected"
 RING = tone([880, 660, 880, 660], each_s=0.12, level=0.25)
 
 
-class CallError(GlassesError, RuntimeError):
+class CallError(SaidError):
     """A call action that cannot be done now (no call ringing, the phone said no)."""
-
-    @property
-    def say(self) -> str:
-        """What the assistant says for it (it says this error as it is, not "Sorry")."""
-        text = str(self)
-        return text[:1].upper() + text[1:] + "."
 
 
 @dataclass(frozen=True)

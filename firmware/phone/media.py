@@ -12,7 +12,7 @@ import asyncio
 import logging
 from dataclasses import dataclass
 
-from drivers.errors import GlassesError
+from drivers.errors import GlassesError, SaidError
 
 from ..tasks import spawn
 from . import dbus as d
@@ -24,14 +24,8 @@ PLAYER, TRANSPORT = "org.bluez.MediaPlayer1", "org.bluez.MediaTransport1"
 MAX_VOLUME = 127                      # AVRCP absolute volume
 
 
-class MediaError(GlassesError, RuntimeError):
+class MediaError(SaidError):
     """A music command that cannot be done now (no player on the phone, bad volume)."""
-
-    @property
-    def say(self) -> str:
-        """What the assistant says for it (it says this error as it is, not "Sorry")."""
-        text = str(self)
-        return text[:1].upper() + text[1:] + "."
 
 
 @dataclass(frozen=True)
