@@ -151,6 +151,11 @@ def test_interlock_trip_mid_video_is_reported_and_spoken():
                 break
         assert not cap.recording_video and not p.board.camera.streaming
         assert any(e.startswith("capture stopped: privacy LED read-back lost") for e in p.events.recent)
+        # The spoken cue follows once the video is closed (the MP4 finished), a moment later.
+        for _ in range(20):
+            if "speak Camera stopped. The privacy light failed." in p.events.recent:
+                break
+            await p.settle(0.2)
         assert any(e == "speak Camera stopped. The privacy light failed." for e in p.events.recent)
         with pytest.raises(CaptureRefused, match="LED"):
             await cap.photo()
