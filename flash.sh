@@ -32,4 +32,4 @@ if [ -z "$python" ] || ! "$python" -c 'import sys; sys.exit(sys.version_info < (
 fi
 
 export PYTHONPATH="$here${PYTHONPATH:+:$PYTHONPATH}"
-exec "$python" -m image "$@"
+exec "$python" -m glasses_firmware.image "$@"

@@ -3,7 +3,7 @@
 import tomllib
 from pathlib import Path
 
-from drivers.errors import ConfigError
+from glasses_firmware.drivers.errors import ConfigError
 
 from .schema import Board, from_toml
 

@@ -10,8 +10,8 @@ import types
 import typing
 from dataclasses import dataclass, field
 
-from drivers import parts
-from drivers.errors import ConfigError
+from glasses_firmware.drivers import parts
+from glasses_firmware.drivers.errors import ConfigError
 
 Size = tuple[int, int]
 

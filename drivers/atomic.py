@@ -12,7 +12,7 @@ import re
 import shutil
 from pathlib import Path
 
-from drivers.errors import StorageFull
+from glasses_firmware.drivers.errors import StorageFull
 
 log = logging.getLogger(__name__)
 

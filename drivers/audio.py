@@ -15,10 +15,10 @@ from collections.abc import Callable, Iterator
 
 import numpy as np
 
-from drivers.clock import Clock
-from drivers.errors import BusError, ConfigError, DeviceError, DeviceTimeout, GlassesError
-from drivers.resample import Resampler
-from drivers.ringbuffer import RingBuffer
+from glasses_firmware.drivers.clock import Clock
+from glasses_firmware.drivers.errors import BusError, ConfigError, DeviceError, DeviceTimeout, GlassesError
+from glasses_firmware.drivers.resample import Resampler
+from glasses_firmware.drivers.ringbuffer import RingBuffer
 
 log = logging.getLogger(__name__)
 

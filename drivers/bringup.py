@@ -7,16 +7,18 @@ drivers on top of either.
 """
 
 import functools
+import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from gpiozero import LED, Button, DigitalInputDevice, DigitalOutputDevice
 
+from .absent import Absent
 from .audio import Microphones
 from .speaker import Speaker
 from .buttons import GestureButton
 from .camera import Camera
-from .errors import BusError, ConfigError, GlassesError
+from .errors import BusError, ConfigError, DeviceMissing, GlassesError
 from .i2c import I2CDevice
 from .interlock import InterlockedCamera
 from .leds import PrivacyLED, StatusLED
@@ -26,6 +28,12 @@ from .soc import Soc
 from .thermal import ThermalZone
 
 SIM_KINDS = {"sim", "mock"}
+log = logging.getLogger("glasses.board")
+
+# The endpoints each selftest device needs (Endpoints.missing's keys).
+NEEDS = {"imu": ("i2c", "gpio"), "fuel_gauge": ("i2c",), "camera": ("camera", "gpio"),
+         "microphones": ("audio",), "speaker": ("audio", "gpio"), "buttons": ("gpio",),
+         "leds": ("gpio",), "soc_thermal": ("thermal",)}
 
 
 @dataclass
@@ -45,6 +53,7 @@ class Endpoints:
     sim: object = None      # drivers.sim.hardware.SimHardware on the sim board
     bluetooth: object = None    # BluetoothBus: where BlueZ answers; None: no phone link
     closers: list = field(default_factory=list)
+    missing: dict = field(default_factory=dict)   # endpoint -> why this machine lacks it
 
 
 @dataclass(frozen=True)
@@ -69,32 +78,63 @@ def _bluetooth(config, address: str | None = None) -> BluetoothBus | None:
 
 
 def _open_real(config, data_dir: Path, clock) -> Endpoints:
+    """The board's real endpoints; each one this machine lacks is an Absent in its place
+    and a line in `missing` (endpoint -> why, and what to do), never a failed start."""
+    missing: dict[str, str] = {}
+
+    def lacking(endpoint: str, what: str, e: BaseException, hint: str):
+        reason = f"{e}; {hint}" if hint else str(e)
+        missing[endpoint] = reason
+        log.warning("%s is missing (%s): the firmware runs without it", what, reason)
+        return Absent(what, reason)
+
+    closers = []
     try:
         import smbus2
         bus = smbus2.SMBus(config.i2c.bus)
+        closers.append(bus.close)
     except (OSError, ImportError) as e:
-        raise BusError(getattr(e, "errno", None) or 2,
-                       f"cannot open /dev/i2c-{config.i2c.bus}: {e}; enable it with "
-                       "dtparam=i2c_arm=on in config.txt and add the user to group i2c") from e
-    from gpiozero.pins.lgpio import LGPIOFactory
-    factory = LGPIOFactory(chip=config.gpio.chip)
+        bus = lacking("i2c", f"I2C bus {config.i2c.bus}", e, "enable it with dtparam=i2c_arm=on in "
+                      "config.txt and add the user to group i2c")
     try:
-        import sounddevice as sd
-    except OSError as e:
-        raise BusError(2, f"PortAudio is missing ({e}); install libportaudio2") from e
-    device = _find_sound_card(sd, config.audio.card)
-    from picamera2 import MappedArray, Picamera2
-    encoder_factory = _video_encoder_factory(config)
+        from gpiozero.pins.lgpio import LGPIOFactory
+        factory = LGPIOFactory(chip=config.gpio.chip)
+    except (OSError, ImportError, RuntimeError) as e:
+        lacking("gpio", f"GPIO chip {config.gpio.chip}", e, "is /dev/gpiochip"
+                f"{config.gpio.chip} there and the user in group gpio?")
+        # gpiozero's own pin factory without hardware: buttons never press, and the capture
+        # LED's read-back never follows, so the privacy interlock keeps the camera off.
+        from gpiozero.pins.mock import MockFactory
+        factory = MockFactory()
+    try:
+        try:
+            import sounddevice as sd
+        except OSError as e:
+            raise BusError(2, f"PortAudio is missing ({e}); install libportaudio2") from e
+        device = _find_sound_card(sd, config.audio.card)
+        mic = functools.partial(sd.InputStream, device=device)
+        speaker = functools.partial(sd.OutputStream, device=device)
+    except (OSError, ImportError) as e:
+        mic = speaker = lacking("audio", f"sound card {config.audio.card}", e, "")
+    try:
+        from picamera2 import MappedArray, Picamera2
+        encoder_factory = _video_encoder_factory(config)
+        picam = Picamera2(0 if config.camera.port == "cam0" else 1)
+    except (OSError, ImportError, RuntimeError, IndexError) as e:
+        hint = "install python3-picamera2 (apt)" if isinstance(e, ImportError) else \
+            f"check dtoverlay={config.camera.overlay} in config.txt and `rpicam-hello --list-cameras`"
+        picam = encoder_factory = MappedArray = lacking("camera", f"camera {config.camera.sensor}", e, hint)
+    thermal = Path(config.thermal.zone_path)
+    if not thermal.exists():
+        missing["thermal"] = f"no {thermal}"
     return Endpoints(
         i2c_bus=bus, i2c_name=f"i2c-{config.i2c.bus}", pin_factory=factory,
-        mic_stream_factory=functools.partial(sd.InputStream, device=device),
-        speaker_stream_factory=functools.partial(sd.OutputStream, device=device),
-        picam=Picamera2(0 if config.camera.port == "cam0" else 1),
-        encoder_factory=encoder_factory, mapped_array=MappedArray,
-        thermal_path=Path(config.thermal.zone_path),
+        mic_stream_factory=mic, speaker_stream_factory=speaker,
+        picam=picam, encoder_factory=encoder_factory, mapped_array=MappedArray,
+        thermal_path=thermal,
         soc=Soc(governor_paths=sorted(Path("/sys/devices/system/cpu").glob("cpu[0-9]*/cpufreq/scaling_governor")),
                 rtc_wakealarm="/sys/class/rtc/rtc0/wakealarm"),
-        bluetooth=_bluetooth(config), closers=[bus.close],
+        bluetooth=_bluetooth(config), closers=closers, missing=missing,
     )
 
 
@@ -282,8 +322,30 @@ class Board:
         self.camera = FilteredCamera(self._camera, self._privacy_led, name=cam.port)
         self.status_led = StatusLED(LED(config.leds["status"].pin, pin_factory=pins))
 
+    @property
+    def missing(self) -> dict[str, str]:
+        """Endpoints this machine lacks -> why (empty on a complete board and on the sim)."""
+        return dict(self._ep.missing)
+
+    def missing_for(self, device: str) -> str | None:
+        """Why `device` cannot work here, or None when everything it needs is present."""
+        lacking = [f"{e}: {self._ep.missing[e]}" for e in NEEDS.get(device, ()) if e in self._ep.missing]
+        return "; ".join(lacking) or None
+
+    def _unless_missing(self, device: str, probe):
+        def checked():
+            why = self.missing_for(device)
+            if why:
+                raise DeviceMissing(19, f"missing ({why})")
+            return probe()
+        return checked
+
     # What selftest probes, in order: name -> (probe, required).
     def probes(self) -> dict[str, tuple]:
+        return {name: (self._unless_missing(name, fn), required)
+                for name, (fn, required) in self._probes().items()}
+
+    def _probes(self) -> dict[str, tuple]:
         c = self.config
         return {
             "imu": (self.imu.probe, c.imu.required),

@@ -22,11 +22,11 @@ from pathlib import Path
 
 import numpy as np
 
-from drivers.atomic import fsync_dir, write_atomic
-from drivers.clock import Clock
-from drivers.errors import BusError, ConfigError, DeviceError, DeviceTimeout, GlassesError
-from drivers.mp4 import mp4_media_bytes
-from drivers.waits import held, joined
+from glasses_firmware.drivers.atomic import fsync_dir, write_atomic
+from glasses_firmware.drivers.clock import Clock
+from glasses_firmware.drivers.errors import BusError, ConfigError, DeviceError, DeviceTimeout, GlassesError
+from glasses_firmware.drivers.mp4 import mp4_media_bytes
+from glasses_firmware.drivers.waits import held, joined
 
 log = logging.getLogger(__name__)
 

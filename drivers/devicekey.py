@@ -23,9 +23,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from drivers.atomic import fsync_dir
-from drivers.errors import ConfigError
-from drivers.sealed import KEY_BYTES, Sealer
+from glasses_firmware.drivers.atomic import fsync_dir
+from glasses_firmware.drivers.errors import ConfigError
+from glasses_firmware.drivers.sealed import KEY_BYTES, Sealer
 
 log = logging.getLogger("glasses.key")
 
@@ -151,7 +151,7 @@ def device_sealer(storage, data_dir, create: bool = True,
         # On a board the firmware's user may not write /etc/glasses: the unit's root step
         # makes the key first. Never a traceback, and never a key somewhere else.
         raise ConfigError(f"cannot make the device key {path} ({e.strerror or e}): run "
-                          "`python -m drivers.devicekey BOARD` as root once (glasses.service "
+                          "`python -m glasses_firmware.drivers.devicekey BOARD` as root once (glasses.service "
                           "does, before the firmware starts), or set storage.key_file") from None
     _tighten(path)
     return Sealer(key, str(path))
@@ -164,12 +164,12 @@ def sealer_for(data_dir) -> Sealer:
 
 
 def main(argv=None) -> int:
-    """`python -m drivers.devicekey BOARD`: make the board's key file, owned by its service
+    """`python -m glasses_firmware.drivers.devicekey BOARD`: make the board's key file, owned by its service
     user, if it has none (glasses.service runs this as root before the firmware starts)."""
     import argparse
     import pwd
 
-    import boards
+    from glasses_firmware import boards
     p = argparse.ArgumentParser(description=main.__doc__.split("\n")[0])
     p.add_argument("board", help="board name or .toml path")
     p.add_argument("--data-dir", help="default: the board file's data_dir")

@@ -21,6 +21,11 @@ class BusError(GlassesError, OSError):
         return self.strerror or super().__str__()
 
 
+class DeviceMissing(BusError):
+    """A bus or device endpoint the board file names is not on this machine (no /dev/i2c-1,
+    no sound card, no camera stack): the firmware runs without it and says why."""
+
+
 class StorageFull(GlassesError, OSError):
     """The data directory's disk is full; the message says how full and what to do."""
 

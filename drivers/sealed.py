@@ -29,8 +29,8 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
-from drivers.atomic import write_atomic
-from drivers.errors import GlassesError
+from glasses_firmware.drivers.atomic import write_atomic
+from glasses_firmware.drivers.errors import GlassesError
 
 MAGIC = b"GLSEAL"
 VERSION = 1

@@ -11,10 +11,10 @@ from collections.abc import Callable
 
 import numpy as np
 
-from drivers.audio import PROBE_S, STALL_TIMEOUT_S, close_stream, open_stream, wait_event
-from drivers.clock import Clock
-from drivers.errors import ConfigError, DeviceError, DeviceTimeout, GlassesError
-from drivers.resample import resample
+from glasses_firmware.drivers.audio import PROBE_S, STALL_TIMEOUT_S, close_stream, open_stream, wait_event
+from glasses_firmware.drivers.clock import Clock
+from glasses_firmware.drivers.errors import ConfigError, DeviceError, DeviceTimeout, GlassesError
+from glasses_firmware.drivers.resample import resample
 
 log = logging.getLogger(__name__)
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from drivers.errors import ConfigError
+from glasses_firmware.drivers.errors import ConfigError
 
 
 def read_wav(path: str | Path) -> tuple[np.ndarray, int]:

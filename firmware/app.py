@@ -12,10 +12,10 @@ import logging.handlers
 import signal
 from pathlib import Path
 
-from drivers.atomic import remove_stale_temps
-from drivers.bringup import Board
-from drivers.devicekey import device_sealer
-from drivers.errors import GlassesError
+from glasses_firmware.drivers.atomic import remove_stale_temps
+from glasses_firmware.drivers.bringup import Board
+from glasses_firmware.drivers.devicekey import device_sealer
+from glasses_firmware.drivers.errors import GlassesError
 
 from . import __version__, notify
 from .arbiter import Arbiter
@@ -74,7 +74,7 @@ def _asr_is_real(models_dir) -> bool:
     """Whether the ASR can confirm a command: not a random-weight test model."""
     if models_dir is None:
         return False
-    from models.manifest import load
+    from glasses_firmware.models.manifest import load
     try:
         return not load(models_dir).for_role("asr").random_weights
     except GlassesError:
@@ -132,7 +132,7 @@ class Firmware:
 
         # Power: sensors -> conditions -> modes -> what each mode powers.
         self.monitor = Monitor(board.imu, board.fuel_gauge, board.thermal, board.charger_input,
-                               clock, self.events)
+                               clock, self.events, wear_unsensed=board.missing_for("imu") is not None)
         self.modes = m.ModeMachine(base_for=lambda: self.scheduler.base_mode())
         self.modes.subscribe(lambda old, new, event, reason:
                              self.events.emit("mode", f"{new} {reason}".strip()))
@@ -282,8 +282,8 @@ class Firmware:
         """One row per model in the manifest (blocking: hashes files)."""
         if self.models_dir is None:
             return []
-        from models.manifest import load
-        from models.verify import verify_all
+        from glasses_firmware.models.manifest import load
+        from glasses_firmware.models.verify import verify_all
         return verify_all(load(self.models_dir))
 
     # Lifecycle.

@@ -10,7 +10,7 @@ SUSPENDS, not left to chance.
 import logging
 from dataclasses import dataclass
 
-from drivers.errors import GlassesError
+from glasses_firmware.drivers.errors import GlassesError
 
 log = logging.getLogger("glasses.arbiter")
 

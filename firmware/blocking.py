@@ -11,7 +11,7 @@ import functools
 import logging
 import time
 
-from drivers.errors import DeviceTimeout
+from glasses_firmware.drivers.errors import DeviceTimeout
 
 log = logging.getLogger("glasses.blocking")
 

@@ -4,7 +4,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from drivers.errors import GlassesError
+from glasses_firmware.drivers.errors import GlassesError
 
 from . import __version__
 
@@ -14,7 +14,7 @@ def _data_dir(args, config) -> Path:
 
 
 def _clock(args, config):
-    from drivers.clock import Clock, SimClock
+    from glasses_firmware.drivers.clock import Clock, SimClock
     if config.sim is None:
         return Clock()
     return SimClock(realtime=getattr(args, "speed", "1") != "max")
@@ -22,7 +22,7 @@ def _clock(args, config):
 
 def _run_models(spec: str | None) -> Path | None:
     """--models DIR, none, or (not given) the installed default models if there are any."""
-    from models.manifest import default_models_dir
+    from glasses_firmware.models.manifest import default_models_dir
     if spec == "none":
         return None
     if spec is not None:
@@ -35,8 +35,7 @@ def _run_models(spec: str | None) -> Path | None:
 
 
 def cmd_run(args) -> int:
-    import boards
-
+    from glasses_firmware import boards
     from .app import run_firmware
     config = boards.load(args.board)
     return run_firmware(config, _data_dir(args, config), _clock(args, config),
@@ -44,8 +43,8 @@ def cmd_run(args) -> int:
 
 
 def cmd_selftest(args) -> int:
-    import boards
-    from drivers.bringup import Board
+    from glasses_firmware import boards
+    from glasses_firmware.drivers.bringup import Board
 
     from . import selftest
     config = boards.load(args.board)
@@ -85,8 +84,7 @@ def cmd_pin_hash(args) -> int:
 def cmd_simulate_day(args) -> int:
     import json
 
-    import boards
-
+    from glasses_firmware import boards
     from .tools.simday import run_day
     config = boards.load(args.board)
     if config.sim is None:
@@ -111,7 +109,7 @@ def cmd_export(args) -> int:
     from .meeting import export
     config = None
     if args.board:
-        import boards
+        from glasses_firmware import boards
         config = boards.load(args.board)
     if not (args.data_dir or config):
         raise GlassesError("export: give --data-dir DIR (or --board NAME for its data dir)")
@@ -131,7 +129,7 @@ def cmd_soak(args) -> int:
     if not (args.kills or args.cuts or args.lines):
         raise GlassesError("soak: choose at least one of --kills N, --cuts N, --lines N")
     if args.kills:
-        from models.manifest import default_models_dir
+        from glasses_firmware.models.manifest import default_models_dir
         from .tools import soak
         models = args.models or default_models_dir()
         if models is None:

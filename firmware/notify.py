@@ -11,6 +11,8 @@ import os
 import socket
 
 log = logging.getLogger("glasses.notify")
+# What the watchdog task has sent, for `status --json` (a boot test reads it over the UART).
+pings = {"period_s": None, "sent": 0}
 
 
 def notify(message: str) -> bool:
@@ -40,8 +42,10 @@ def watchdog_period_s() -> float | None:
 
 async def keep_watchdog_fed() -> None:
     period = watchdog_period_s()
+    pings["period_s"] = period
     if period is None:
         return
     while True:
-        notify("WATCHDOG=1")
+        if notify("WATCHDOG=1"):
+            pings["sent"] += 1
         await asyncio.sleep(period)  # real time on purpose: systemd counts wall seconds

@@ -4,7 +4,7 @@ import json
 import threading
 from dataclasses import asdict, dataclass
 
-from drivers.errors import GlassesError
+from glasses_firmware.drivers.errors import DeviceMissing, GlassesError
 
 
 @dataclass(frozen=True)
@@ -13,6 +13,7 @@ class Row:
     ok: bool
     detail: str
     required: bool
+    missing: bool = False      # this machine lacks what the device needs (detail says what)
 
 
 def _one_line(e: BaseException) -> str:
@@ -26,17 +27,17 @@ def probe(name: str, fn, required: bool, timeout_s: float) -> Row:
 
     def target():
         try:
-            result.append((True, fn()))
+            result.append((True, fn(), False))
         except (GlassesError, OSError, RuntimeError, ValueError) as e:
-            result.append((False, _one_line(e)))
+            result.append((False, _one_line(e), isinstance(e, DeviceMissing)))
 
     t = threading.Thread(target=target, name=f"probe-{name}", daemon=True)
     t.start()
     t.join(timeout_s)
     if not result:
         return Row(name, False, f"no answer within {timeout_s:g} s", required)
-    ok, detail = result[0]
-    return Row(name, ok, detail, required)
+    ok, detail, missing = result[0]
+    return Row(name, ok, detail, required, missing)
 
 
 def run(board, timeout_s: float = 5.0) -> list[Row]:
@@ -56,6 +57,6 @@ def to_text(rows: list[Row]) -> str:
     width = max(len(r.device) for r in rows)
     lines = []
     for r in rows:
-        status = "ok" if r.ok else ("FAIL" if r.required else "warn")
+        status = "ok" if r.ok else "MISS" if r.missing else ("FAIL" if r.required else "warn")
         lines.append(f"{r.device:<{width}}  {status:<4}  {r.detail}")
     return "\n".join(lines)

@@ -15,9 +15,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import boards
-
-from . import bmap, bootcfg, disk, extfs, models, secrets, wheels
+from glasses_firmware import boards
+from . import bmap, bootcfg, debs, disk, extfs, models, secrets, wheels
 from .fatfs import FatPartition
 from .populate import populate
 from .tools import FlashError, human, require, say, tool_env
@@ -36,6 +35,7 @@ class BuildOptions:
     models: Path | None = None
     secrets: Path | None = None
     wheels: Path | None = None       # pre-downloaded wheels; None: build and download
+    debs: Path | None = None         # pre-downloaded system packages; None: download with the wheels
     grow_mb: int | None = None       # None: payload + margin
     dry_run: bool = False
     keep_work: bool = False
@@ -158,6 +158,16 @@ def build(o: BuildOptions) -> dict:
             if problems:
                 raise FlashError("downloaded wheels do not fit the board:\n  " + "\n  ".join(problems))
 
+        if o.debs is not None:
+            deb_files = sorted(o.debs.glob("*.deb"))
+        elif o.wheels is None:
+            deb_files = debs.fetch(extfs.ExtFS(f"{part}?offset={root.offset}"), work / "debs",
+                                   work / "apt", board.image.platform)
+        else:
+            deb_files = []
+            say("build: --wheels given without --debs: no system packages bundled "
+                f"({', '.join(debs.SYSTEM_PACKAGES)} must then be on the base already)")
+
         root_file = work / "root.ext4"
         disk.new_sparse(root_file, root.length)
         disk.copy_range(part, root.offset, root_file, 0, root.length, "build: extracting the root partition")
@@ -172,7 +182,7 @@ def build(o: BuildOptions) -> dict:
 
         base_info = {"file": o.base.name, "sha256": base_sha, "pinned": bool(pinned)}
         manifest = populate(extfs.ExtFS(root_file, epoch), board, stage=work / "stage", epoch=epoch,
-                            wheels=wheel_files, models_dir=o.models, model_hashes=model_hashes,
+                            wheels=wheel_files, debs=deb_files, models_dir=o.models, model_hashes=model_hashes,
                             pin_hash=sec.pin_hash, cloud_init=bool(sec.user_data), base_info=base_info)
         extfs.fsck(root_file, fix=False, epoch=epoch)
 

@@ -1,4 +1,4 @@
-"""The `flash.sh` command line (run as `python -m image`). Only this module parses arguments.
+"""The `flash.sh` command line (run as `python -m glasses_firmware.image`). Only this module parses arguments.
 
 Exit status: 0 done, 1 verify found a failing check, 2 refused or failed (the message
 says why and what to do), 130 interrupted.
@@ -9,8 +9,7 @@ import json
 import sys
 from pathlib import Path
 
-import boards
-
+from glasses_firmware import boards
 from .tools import FlashError
 
 
@@ -38,7 +37,7 @@ def _models_for_build(args) -> Path | None:
         return Path(args.models)
     if args.no_models:
         return None
-    from models.manifest import default_models_dir
+    from glasses_firmware.models.manifest import default_models_dir
     found = default_models_dir()
     if found is None:
         say("build: no --models given and no installed models (`glasses models install` makes "
@@ -53,7 +52,7 @@ def cmd_build(args) -> int:
     from .build import BuildOptions, build
     opt = lambda v: Path(v) if v else None  # noqa: E731
     build(BuildOptions(board=args.board, base=Path(args.base), out=Path(args.out).absolute(),
-                       models=_models_for_build(args), secrets=opt(args.secrets), wheels=opt(args.wheels),
+                       models=_models_for_build(args), secrets=opt(args.secrets), wheels=opt(args.wheels), debs=opt(args.debs),
                        grow_mb=args.grow_mb, dry_run=args.dry_run, keep_work=args.keep_work))
     return 0
 
@@ -93,6 +92,23 @@ def cmd_rpiboot(args) -> int:
                    dry_run=args.dry_run)
 
 
+def cmd_base(args) -> int:
+    from .base import ensure
+    print(ensure(rebuild=args.rebuild))
+    return 0
+
+
+def cmd_boot_test(args) -> int:
+    from .boottest import boot_test
+    if args.dry_run:
+        print("boot-test would build (or reuse) the base and the image, then boot it under "
+              "qemu-system-aarch64", file=sys.stderr)
+        return 0
+    boot_test(args.board, Path(args.image) if args.image else None,
+              Path(args.work) if args.work else None)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="flash.sh", description="Build, verify and write the glasses' "
                                 "SD/eMMC image: rootless, no loop devices.")
@@ -105,6 +121,18 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--dest", default=".", help="directory for the download (default: .)")
     f.set_defaults(func=cmd_fetch)
 
+    ba = sub.add_parser("base", parents=[dry], help="make (or reuse) the Raspberry Pi OS-like arm64 base "
+                        "from Debian bookworm packages, for boot-test")
+    ba.add_argument("--rebuild", action="store_true", help="build again even if the inputs are unchanged")
+    ba.set_defaults(func=cmd_base)
+
+    bt = sub.add_parser("boot-test", parents=[dry], help="boot the image on QEMU's arm64 virt machine and "
+                        "use it over its UART (docs/flash.md)")
+    bt.add_argument("image", nargs="?", help="built image (default: build the base and the image)")
+    bt.add_argument("--board", required=True)
+    bt.add_argument("--work", help="work directory (default: build/boot-test)")
+    bt.set_defaults(func=cmd_boot_test)
+
     b = sub.add_parser("build", parents=[dry], help="build the image from a base image")
     b.add_argument("--board", required=True, help="board name (cm5-ref, cm4-ref) or .toml path")
     b.add_argument("--base", required=True, help="Raspberry Pi OS Lite arm64 image, .img or .img.xz")
@@ -114,6 +142,8 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--no-models", action="store_true", help="carry no models, even if some are installed")
     b.add_argument("--secrets", help="TOML with the console pin and optional wifi / ssh settings")
     b.add_argument("--wheels", help="directory of ready aarch64 wheels (default: build and download)")
+    b.add_argument("--debs", help="directory of ready .debs for the board (default: downloaded "
+                   "with the wheels; with --wheels and no --debs, none)")
     b.add_argument("--grow-mb", type=int, help="grow the root by this much (default: payload + 256 MiB)")
     b.add_argument("--keep-work", action="store_true", help="keep the work directory (debugging)")
     b.set_defaults(func=cmd_build)
@@ -144,5 +174,5 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
-    from firmware.cli import run_cli
+    from glasses_firmware.firmware.cli import run_cli
     return run_cli(build_parser(), argv)

@@ -4,7 +4,7 @@ import json
 import os
 from pathlib import Path
 
-from firmware import __version__
+from glasses_firmware.firmware import __version__
 
 from . import rootfs
 from .bootcfg import config_lines
@@ -22,7 +22,7 @@ def _stage(stage: Path, name: str, text: str | bytes, epoch: int) -> Path:
     return path
 
 
-def populate(fs: ExtFS, board, *, stage: Path, epoch: int, wheels: list[Path],
+def populate(fs: ExtFS, board, *, stage: Path, epoch: int, wheels: list[Path], debs: list[Path] = (),
              models_dir: Path | None, model_hashes: dict[str, str], pin_hash: str,
              cloud_init: bool, base_info: dict) -> dict:
     """Apply every edit to the root filesystem in one debugfs run; returns the build manifest."""
@@ -62,6 +62,7 @@ def populate(fs: ExtFS, board, *, stage: Path, epoch: int, wheels: list[Path],
         "service": {"user": account.user, "uid": account.uid, "gid": account.gid,
                     "groups": account.group_ids},
         "wheels": wheel_hashes,
+        "debs": {d.name: _sha(d) for d in debs},
         "models": model_hashes,
         "console_pin": bool(pin_hash),
         "cloud_init": cloud_init,
@@ -92,6 +93,8 @@ def populate(fs: ExtFS, board, *, stage: Path, epoch: int, wheels: list[Path],
     edits.dir(os.path.dirname(rootfs.WATCHDOG_CONF))
     for w in wheels:
         edits.file(f"{rootfs.WHEELS}/{w.name}", w.resolve(), 0o644)
+    for d in debs:
+        edits.file(f"{rootfs.DEBS}/{d.name}", d.resolve(), 0o644)
     # A base taken from a used card carries its device key: every card made from this image
     # would then share it. The first boot makes a fresh one (glasses.service ExecStartPre).
     key_dir, key_names = rootfs.key_files(board)

@@ -9,12 +9,13 @@ import re
 import tomllib
 from dataclasses import dataclass
 
-from boards.schema import from_toml
+from glasses_firmware.boards.schema import from_toml
 
 from .wheels import runtime_data
 
 OPT = "/opt/glasses"
 WHEELS = f"{OPT}/wheels"
+DEBS = f"{OPT}/debs"
 MODELS = f"{OPT}/models"
 VENV = f"{OPT}/venv"
 FIRSTBOOT_SH = f"{OPT}/firstboot.sh"
@@ -45,7 +46,8 @@ class Owned:
 def layout(board) -> list[Owned]:
     data = board.board.data_dir
     return [
-        Owned(OPT, "d", 0o755), Owned(WHEELS, "d", 0o755), Owned(MODELS, "d", 0o755),
+        Owned(OPT, "d", 0o755), Owned(WHEELS, "d", 0o755), Owned(DEBS, "d", 0o755),
+        Owned(MODELS, "d", 0o755),
         Owned(FIRSTBOOT_SH, "f", 0o755), Owned(EEPROM_CONF, "f", 0o644),
         Owned(MANIFEST, "f", 0o644),
         Owned(ETC, "d", 0o755), Owned(BOARD_TOML, "f", 0o640, "root", "service"),
@@ -58,7 +60,7 @@ def layout(board) -> list[Owned]:
 def key_files(board) -> tuple[str, list[str]]:
     """(the directory the board's device key lives in, names there that are keys or their
     temp files): what an image must never carry (docs/encryption.md)."""
-    from drivers.devicekey import key_path
+    from glasses_firmware.drivers.devicekey import key_path
     path = str(key_path(board.storage, board.board.data_dir))
     return os.path.dirname(path), [os.path.basename(path)]
 
@@ -97,7 +99,7 @@ Group={user}
 SupplementaryGroups={' '.join(groups)}
 # As root (+), before the firmware: the device key that seals recordings and notes is
 # made here on the first boot (never in the image), owned by {user}, mode 0600.
-ExecStartPre=+{VENV}/bin/python -m drivers.devicekey {BOARD_TOML}
+ExecStartPre=+{VENV}/bin/python -m glasses_firmware.drivers.devicekey {BOARD_TOML}
 ExecStart={VENV}/bin/glasses run --board {BOARD_TOML}{models}
 WatchdogSec={WATCHDOG_SEC}
 TimeoutStartSec=120
@@ -137,6 +139,11 @@ OPT={OPT}
 VENV={VENV}
 log() {{ echo "glasses-firstboot: $*"; }}
 
+# The system packages the base lacks (image/debs.py), bundled by the build: offline.
+if ls "$OPT"/debs/*.deb >/dev/null 2>&1; then
+  log "installing the bundled system packages"
+  dpkg -i --skip-same-version "$OPT"/debs/*.deb
+fi
 rm -rf "$VENV"
 python3 -m venv --system-site-packages "$VENV"
 "$VENV/bin/pip" install --no-index --no-cache-dir --find-links "$OPT/wheels" glasses-firmware
@@ -157,6 +164,9 @@ if [ -s "$OPT/eeprom.conf" ] && command -v rpi-eeprom-config >/dev/null 2>&1; th
   rm -f "$current" "$merged"
 fi
 touch "$VENV/.installed"
+# On disk before the unit counts as done: a power cut now must not leave a venv that the
+# marker calls complete but the page cache never wrote.
+sync
 log "installed"
 """
 

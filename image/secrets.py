@@ -20,7 +20,7 @@ import json
 import tomllib
 from dataclasses import dataclass
 
-from firmware.console.pin import hash_pin
+from glasses_firmware.firmware.console.pin import hash_pin
 
 from .tools import FlashError
 

@@ -11,7 +11,7 @@ import subprocess
 import sys
 import time
 
-from drivers.errors import GlassesError
+from glasses_firmware.drivers.errors import GlassesError
 
 # tool -> Debian package that provides it
 TOOLS = {

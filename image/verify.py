@@ -13,9 +13,9 @@ import tomllib
 from functools import cached_property
 from pathlib import Path
 
-import boards
-from boards.schema import from_toml
-from drivers.errors import GlassesError
+from glasses_firmware import boards
+from glasses_firmware.boards.schema import from_toml
+from glasses_firmware.drivers.errors import GlassesError
 
 from . import bmap, bootcfg, disk, rootfs, wheels
 from .extfs import ExtFS, fsck
@@ -184,7 +184,7 @@ def check_no_device_key(im: Image):
         return FAIL, (f"{', '.join(f'{key_dir}/{n}' for n in found)}: a device key in the image; "
                       "every card written from it would share it: rebuild from a clean base")
     unit = dict(re.findall(r"^(\w+)=(.*)$", im.root.read(rootfs.UNIT).decode(), re.M))
-    if "-m drivers.devicekey" not in unit.get("ExecStartPre", ""):
+    if "-m glasses_firmware.drivers.devicekey" not in unit.get("ExecStartPre", ""):
         return FAIL, "glasses.service does not make the device key at first boot (no ExecStartPre)"
     source = "the OTP key, else " if im.board.storage.key_source == "otp" else ""
     return OK, f"none in {key_dir}; {source}{key_dir}/{key_names[0]} made at first boot"

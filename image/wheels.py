@@ -5,8 +5,11 @@ platform (manylinux_2_36_aarch64): pure-Python wheels always do, manylinux wheel
 aarch64 do up to the board's glibc, nothing built for another CPU or Python does.
 """
 
+import importlib.util
 import re
+import shutil
 import subprocess
+import tempfile
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -133,14 +136,29 @@ def download_args(python_abi: str, platform: str, dest: Path) -> list[str]:
     return args
 
 
-def fetch(repo: Path, dest: Path, python_abi: str, platform: str) -> list[Path]:
-    """Build the firmware wheel and cross-download its dependencies for the board (networked)."""
+def build_firmware(repo: Path, dest: Path) -> Path:
+    """The firmware wheel, built from a clean copy of the files glasses_firmware/layout.py
+    ships (so nothing stale from an earlier in-tree build, and no models, can get in)."""
+    from glasses_firmware import layout
     dest.mkdir(parents=True, exist_ok=True)
-    _pip(["wheel", "--no-deps", "-q", "-w", str(dest), str(repo)],
-         "building the firmware wheel")
+    with tempfile.TemporaryDirectory(prefix="glasses-wheel-") as tmp:
+        src = Path(tmp, "src")
+        for rel in layout.source_files(repo):
+            (src / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(repo / rel, src / rel)
+        # With setuptools in this Python, build without fetching it (works offline).
+        isolation = [] if importlib.util.find_spec("setuptools") is None else ["--no-build-isolation"]
+        _pip(["wheel", "--no-deps", "-q", *isolation, "-w", str(dest), str(src)],
+             "building the firmware wheel")
     firmware = sorted(dest.glob(f"{FIRMWARE}-*.whl"))
     if not firmware:
         raise FlashError(f"pip wheel made no {FIRMWARE} wheel in {dest}")
+    return firmware[-1]
+
+
+def fetch(repo: Path, dest: Path, python_abi: str, platform: str) -> list[Path]:
+    """Build the firmware wheel and cross-download its dependencies for the board (networked)."""
+    firmware = [build_firmware(repo, dest)]
     _pip(download_args(python_abi, platform, dest) + [str(firmware[-1])],
          f"downloading dependencies for {platform} / {python_abi} from the package index")
     _pip(download_args(python_abi, platform, dest) + ["--no-deps", "-r", str(RUNTIME_DATA)],

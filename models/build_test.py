@@ -58,7 +58,7 @@ def _build(out: Path, real_shapes: bool, builder_options, log) -> Path:
     # (torch is imported only there), side by side: together they take the longer one's time.
     children = []
     if not (llm_dir / "model.onnx").exists() or builder_options:
-        cmd = ["-m", "models.tiny_llm", str(_hf_folder(out, llm)), str(llm_dir)]
+        cmd = ["-m", "glasses_firmware.models.tiny_llm", str(_hf_folder(out, llm)), str(llm_dir)]
         cmd += ["--real-shapes"] if real_shapes else []
         for opt in builder_options:
             cmd += ["--option", opt]
@@ -66,7 +66,7 @@ def _build(out: Path, real_shapes: bool, builder_options, log) -> Path:
         children.append(_start(llm, cmd, log, note))
     if not all((out / ASR_TINY / f).exists() for f in ASR_FILES):
         shutil.rmtree(out / LEGACY_ASR, ignore_errors=True)   # the pre-Whisper stand-in
-        children.append(_start(ASR_TINY, ["-m", "models.tiny_whisper",
+        children.append(_start(ASR_TINY, ["-m", "glasses_firmware.models.tiny_whisper",
                                           str(out / f".hf-{ASR_TINY}"), str(out / ASR_TINY)], log))
     if not (out / TTS_TINY / "voice.onnx").exists():
         log(f"building {TTS_TINY}")

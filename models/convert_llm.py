@@ -2,8 +2,8 @@
 
 Run as child processes by `models.install` (they load torch and gigabytes of weights):
 
-    python -m models.convert_llm to-hf MODEL.gguf OUT_DIR
-    python -m models.convert_llm check GENAI_DIR
+    python -m glasses_firmware.models.convert_llm to-hf MODEL.gguf OUT_DIR
+    python -m glasses_firmware.models.convert_llm check GENAI_DIR
 
 Why a Hugging Face folder in between: the genai builder reads only float GGUFs, and ours
 is Q4_K_M. transformers dequantizes every tensor to float32. The GGUF stores the output

@@ -1,6 +1,6 @@
 """The speaker encoder: Resemblyzer's GE2E checkpoint to ONNX, and a random one for build-test.
 
-    python -m models.convert_speaker export PRETRAINED_PT HPARAMS_PY OUT_DIR
+    python -m glasses_firmware.models.convert_speaker export PRETRAINED_PT HPARAMS_PY OUT_DIR
 
 `export` (run by `glasses models install` in a child process, so the firmware never loads
 torch) reads the audio and model facts from Resemblyzer's `hparams.py` as text (never

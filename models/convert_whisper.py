@@ -6,7 +6,7 @@ stored zeros there), the cross-attention `linear_1` into k, v; `gamma`/`beta` ar
 norm weight/bias; the output projection is the token embedding (an alias in the file).
 Weights are written as float32 with safetensors' numpy API: no torch in this step.
 
-    python -m models.convert_whisper check HF_DIR ONNX_DIR    (child process: loads torch)
+    python -m glasses_firmware.models.convert_whisper check HF_DIR ONNX_DIR    (child process: loads torch)
 """
 
 import json

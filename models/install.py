@@ -24,8 +24,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from drivers.atomic import fsync_dir, write_atomic
-from drivers.errors import ConfigError, GlassesError
+from glasses_firmware.drivers.atomic import fsync_dir, write_atomic
+from glasses_firmware.drivers.errors import ConfigError, GlassesError
 
 from . import convert_llm, convert_whisper, packages, steps
 from .manifest import DEFAULT_DIR, ModelEntry, ModelFile, _parse, dump, load
@@ -272,7 +272,7 @@ def build_llm(spec: ModelSpec, located: dict[Input, Path], work: Path, out: Path
               progress: Progress) -> None:
     (gguf,) = _join_all(spec, located, work, progress).values()
     hf = work / "hf"
-    steps.run(["-m", "models.convert_llm", "to-hf", gguf, hf], "GGUF -> Hugging Face folder (float32)",
+    steps.run(["-m", "glasses_firmware.models.convert_llm", "to-hf", gguf, hf], "GGUF -> Hugging Face folder (float32)",
               TO_HF_TIMEOUT_S, work / "to-hf.log", progress)
     gguf.unlink()       # 490 MB less on disk before the builder's peak
     steps.genai_builder(hf, out, work / "builder-cache", "int4", convert_llm.BUILDER_OPTIONS,
@@ -281,7 +281,7 @@ def build_llm(spec: ModelSpec, located: dict[Input, Path], work: Path, out: Path
     shutil.rmtree(hf)
     convert_llm.limit_context(out)
     try:
-        log = steps.run(["-m", "models.convert_llm", "check", out],
+        log = steps.run(["-m", "glasses_firmware.models.convert_llm", "check", out],
                         f"check: {convert_llm.CHECK_PROMPT!r}", CHECK_TIMEOUT_S, work / "check.log",
                         progress)
     except steps.StepFailed as e:
@@ -308,7 +308,7 @@ def build_whisper(spec: ModelSpec, located: dict[Input, Path], work: Path, out: 
     (out / "asr_config.json").write_text(
         "{\n" + ",\n".join(f"  {json.dumps(k)}: {json.dumps(v)}" for k, v in contract.items()) + "\n}\n")
     try:
-        log = steps.run(["-m", "models.convert_whisper", "check", hf, out],
+        log = steps.run(["-m", "glasses_firmware.models.convert_whisper", "check", hf, out],
                         "check: ONNX encoder against torch", CHECK_TIMEOUT_S, work / "check.log",
                         progress)
     except steps.StepFailed as e:
@@ -320,7 +320,7 @@ def build_whisper(spec: ModelSpec, located: dict[Input, Path], work: Path, out: 
 def build_speaker(spec: ModelSpec, located: dict[Input, Path], work: Path, out: Path,
                   progress: Progress) -> None:
     """encoder.onnx + speaker_config.json from Resemblyzer's checkpoint, checked; its LICENSE."""
-    args = ["-m", "models.convert_speaker", "export", _named(spec, located, "pretrained.pt"),
+    args = ["-m", "glasses_firmware.models.convert_speaker", "export", _named(spec, located, "pretrained.pt"),
             _named(spec, located, "hparams.py"), out]
     try:
         log = steps.run(args, "GE2E checkpoint -> ONNX, checked against torch", SPEAKER_TIMEOUT_S,

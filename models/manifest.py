@@ -15,7 +15,7 @@ import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
-from drivers.errors import ConfigError
+from glasses_firmware.drivers.errors import ConfigError
 
 PACKAGE_MANIFEST = Path(__file__).with_name("manifest.toml")
 # Where `glasses models install` puts the real models (next to this file, git-ignored).

@@ -16,8 +16,8 @@ import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
-from drivers.atomic import write_atomic
-from drivers.errors import ConfigError
+from glasses_firmware.drivers.atomic import write_atomic
+from glasses_firmware.drivers.errors import ConfigError
 
 from .manifest import ROLES
 from .progress import Progress

@@ -6,7 +6,7 @@ init, plus the tokenizer and a ChatML chat template), then run
 `python -m onnxruntime_genai.models.builder -p int4 -e cpu` on it. Nothing is downloaded.
 The weights are random: for mechanics and speed only, never for quality.
 
-Run as `python -m models.tiny_llm HF_DIR OUT_DIR [--real-shapes]` in a child process,
+Run as `python -m glasses_firmware.models.tiny_llm HF_DIR OUT_DIR [--real-shapes]` in a child process,
 so torch is only imported while building.
 """
 

@@ -14,7 +14,7 @@ the runtime (firmware/worker/asr.py) reads:
     genai_config.json    tokenizer.json    asr_config.json
 
 The weights are random: for mechanics and speed only, never for quality. Run as
-`python -m models.tiny_whisper HF_DIR OUT_DIR` in a child process, so torch is only
+`python -m glasses_firmware.models.tiny_whisper HF_DIR OUT_DIR` in a child process, so torch is only
 imported while building.
 """
 

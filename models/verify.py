@@ -10,7 +10,7 @@ import json
 import os
 from pathlib import Path
 
-from drivers.errors import GlassesError
+from glasses_firmware.drivers.errors import GlassesError
 
 from .manifest import Manifest, ModelEntry
 

@@ -15,11 +15,11 @@ import tempfile
 import time
 from pathlib import Path
 
-from drivers.clock import Clock
-from drivers.sim.bluetooth import SimBluetooth, gadgetbridge_line
-from firmware.events import EventBus
-from firmware.phone.bluez import LinkSettings, PhoneLink
-from firmware.phone.companion import Companion
+from glasses_firmware.drivers.clock import Clock
+from glasses_firmware.drivers.sim.bluetooth import SimBluetooth, gadgetbridge_line
+from glasses_firmware.firmware.events import EventBus
+from glasses_firmware.firmware.phone.bluez import LinkSettings, PhoneLink
+from glasses_firmware.firmware.phone.companion import Companion
 
 ROUNDS = 30
 NOTE = {"t": "notify", "src": "Signal", "title": "Ana", "body": "Dinner at eight? " * 3}

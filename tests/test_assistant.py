@@ -8,11 +8,11 @@ import pytest
 
 import asyncio
 
-from drivers.clock import SimClock
-from firmware.arbiter import Arbiter
-from firmware.voice import intents
-from firmware.voice.router import ACTIONS
-from firmware.voice.segmenter import CAPTURE_POLL_S, ListenSettings, Segmenter
+from glasses_firmware.drivers.clock import SimClock
+from glasses_firmware.firmware.arbiter import Arbiter
+from glasses_firmware.firmware.voice import intents
+from glasses_firmware.firmware.voice.router import ACTIONS
+from glasses_firmware.firmware.voice.segmenter import CAPTURE_POLL_S, ListenSettings, Segmenter
 from tests.conftest import RunningFirmware
 
 
@@ -197,7 +197,7 @@ def test_taken_off_the_assistant_stops_listening(assistant_fw):
 
 
 def test_intent_matcher_acts_on_asr_slips_and_never_on_other_sentences():
-    from firmware.tools.quality import COMMANDS, NOT_COMMANDS
+    from glasses_firmware.firmware.tools.quality import COMMANDS, NOT_COMMANDS
     for phrase, action in COMMANDS:
         assert intents.action_of(phrase) == action, phrase
     for slip, action in (("Take a foto.", "photo"), ("wats the batery", "battery"),
@@ -214,8 +214,8 @@ def test_intent_matcher_acts_on_asr_slips_and_never_on_other_sentences():
 def test_speculative_transcript_at_the_last_pause_is_used_only_if_nothing_followed(test_models):
     """At a pause the ASR starts early; at the endpoint its transcript stands only when no
     more than the endpoint's silence came after the pause (real worker, random models)."""
-    from firmware.voice.recognizer import Recognizer
-    from firmware.worker import InferenceClient
+    from glasses_firmware.firmware.voice.recognizer import Recognizer
+    from glasses_firmware.firmware.worker import InferenceClient
 
     async def main():
         models = InferenceClient(test_models, threads=1, preload=("asr",))

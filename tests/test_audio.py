@@ -8,13 +8,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from drivers.audio import Microphones, level_dbfs
-from drivers.speaker import Speaker
-from drivers.clock import SimClock
-from drivers.errors import BusError, ConfigError, DeviceError, DeviceTimeout, GlassesError
-from drivers.resample import Resampler, resample
-from drivers.ringbuffer import RingBuffer
-from drivers.sim.audio import (SimAudioSource, list_played, read_wav, sim_input_stream_factory,
+from glasses_firmware.drivers.audio import Microphones, level_dbfs
+from glasses_firmware.drivers.speaker import Speaker
+from glasses_firmware.drivers.clock import SimClock
+from glasses_firmware.drivers.errors import BusError, ConfigError, DeviceError, DeviceTimeout, GlassesError
+from glasses_firmware.drivers.resample import Resampler, resample
+from glasses_firmware.drivers.ringbuffer import RingBuffer
+from glasses_firmware.drivers.sim.audio import (SimAudioSource, list_played, read_wav, sim_input_stream_factory,
                                sim_output_stream_factory)
 
 

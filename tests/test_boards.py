@@ -4,8 +4,8 @@ import re
 
 import pytest
 
-import boards
-from drivers.errors import ConfigError
+from glasses_firmware import boards
+from glasses_firmware.drivers.errors import ConfigError
 
 SIM = (boards.BOARDS_DIR / "sim.toml").read_text()
 

@@ -15,8 +15,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from drivers.wavio import read_wav
-from firmware.voice.intents import match
+from glasses_firmware.drivers.wavio import read_wav
+from glasses_firmware.firmware.voice.intents import match
 from tests.conftest import RunningFirmware
 
 
@@ -232,6 +232,6 @@ def test_by_voice_during_a_call_without_the_wake_word_and_the_assistant_keeps_qu
 
 
 def test_what_is_heard_during_a_call_is_what_the_intents_say():
-    from firmware.phone.call_voice import HEARD
+    from glasses_firmware.firmware.phone.call_voice import HEARD
     for action, phrases in HEARD.items():
         assert all(match(p).action == action for p in phrases), action

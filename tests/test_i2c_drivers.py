@@ -11,14 +11,14 @@ from gpiozero.pins.mock import MockFactory
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-import boards
-from drivers.errors import BusError, DeviceError, GlassesError
-from drivers.i2c import I2CDevice
-from drivers.lsm6dsox import G, LSM6DSOX
-from drivers.max17048 import MAX17048
-from drivers.parts import PARTS, ROLES
-from drivers.sim.i2c import FAULTS, SimI2CBus, emulator_class
-from drivers.sim.lsm6dsox import LSM6DSOXEmulator
+from glasses_firmware import boards
+from glasses_firmware.drivers.errors import BusError, DeviceError, GlassesError
+from glasses_firmware.drivers.i2c import I2CDevice
+from glasses_firmware.drivers.lsm6dsox import G, LSM6DSOX
+from glasses_firmware.drivers.max17048 import MAX17048
+from glasses_firmware.drivers.parts import PARTS, ROLES
+from glasses_firmware.drivers.sim.i2c import FAULTS, SimI2CBus, emulator_class
+from glasses_firmware.drivers.sim.lsm6dsox import LSM6DSOXEmulator
 
 SIM = boards.load("sim")  # every part is set up as the sim board sets up its role
 

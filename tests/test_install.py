@@ -18,14 +18,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from drivers.errors import ConfigError, GlassesError
-from firmware.cli import main as glasses
-from image import models as image_models
-from image.tools import FlashError
-from models import ct2, install, manifest, packages, steps
-from models.convert_whisper import asr_config
-from models.progress import Progress
-from models.verify import ModelCorrupt, ModelMissing, verify_all
+from glasses_firmware.drivers.errors import ConfigError, GlassesError
+from glasses_firmware.firmware.cli import main as glasses
+from glasses_firmware.image import models as image_models
+from glasses_firmware.image.tools import FlashError
+from glasses_firmware.models import ct2, install, manifest, packages, steps
+from glasses_firmware.models.convert_whisper import asr_config
+from glasses_firmware.models.progress import Progress
+from glasses_firmware.models.verify import ModelCorrupt, ModelMissing, verify_all
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -429,7 +429,7 @@ def to_ct2_variables(state: dict, config) -> dict:
 def test_whisper_mapping_round_trips_a_tiny_random_model(tmp_path):
     torch = pytest.importorskip("torch")
     transformers = pytest.importorskip("transformers")
-    from models import convert_whisper
+    from glasses_firmware.models import convert_whisper
 
     config = transformers.WhisperConfig(vocab_size=51865, num_mel_bins=80, d_model=16, encoder_layers=2,
                                         decoder_layers=2, encoder_attention_heads=2,
@@ -455,9 +455,9 @@ def test_whisper_mapping_round_trips_a_tiny_random_model(tmp_path):
 
 
 def test_an_llm_that_does_not_answer_paris_is_refused(tmp_path):
-    from models import build_test
+    from glasses_firmware.models import build_test
     build_test.build(build_test.DEFAULT_OUT, log=lambda *a: None)
     random_llm = build_test.DEFAULT_OUT / build_test.LLM_TINY      # random weights: never "Paris"
     with pytest.raises(steps.StepFailed, match="does not contain 'Paris'"):
-        steps.run(["-m", "models.convert_llm", "check", random_llm], "check", 120, tmp_path / "check.log",
+        steps.run(["-m", "glasses_firmware.models.convert_llm", "check", random_llm], "check", 120, tmp_path / "check.log",
                   quiet())

@@ -8,15 +8,15 @@ import pytest
 from gpiozero import LED, DigitalInputDevice
 from PIL import Image
 
-import boards
-from drivers.bringup import Board
-from drivers.camera import Camera
-from drivers.clock import SimClock
-from drivers.errors import DeviceError, DeviceTimeout, GlassesError
-from drivers.interlock import InterlockedCamera, InterlockError
-from drivers.leds import PrivacyLED
-from drivers.sim.camera import Scene, SimPicamera2, sim_encoder_factory
-from drivers.sim.gpio import SimGPIO
+from glasses_firmware import boards
+from glasses_firmware.drivers.bringup import Board
+from glasses_firmware.drivers.camera import Camera
+from glasses_firmware.drivers.clock import SimClock
+from glasses_firmware.drivers.errors import DeviceError, DeviceTimeout, GlassesError
+from glasses_firmware.drivers.interlock import InterlockedCamera, InterlockError
+from glasses_firmware.drivers.leds import PrivacyLED
+from glasses_firmware.drivers.sim.camera import Scene, SimPicamera2, sim_encoder_factory
+from glasses_firmware.drivers.sim.gpio import SimGPIO
 from tests.test_camera import assert_playable_mp4, ffmpeg_children
 
 SIM = boards.load("sim")

@@ -16,13 +16,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from drivers.devicekey import sealer_for
-from firmware.meeting import journal as j
-from firmware.meeting.notes import read_text
-from firmware.meeting import summary as s
-from firmware.meeting.utterances import CHUNK, regions
-from firmware.tools.quality_meeting import TWO_VOICE_MEETING, TWO_VOICES, write_meeting_wav
-from models.manifest import default_models_dir
+from glasses_firmware.drivers.devicekey import sealer_for
+from glasses_firmware.firmware.meeting import journal as j
+from glasses_firmware.firmware.meeting.notes import read_text
+from glasses_firmware.firmware.meeting import summary as s
+from glasses_firmware.firmware.meeting.utterances import CHUNK, regions
+from glasses_firmware.firmware.tools.quality_meeting import TWO_VOICE_MEETING, TWO_VOICES, write_meeting_wav
+from glasses_firmware.models.manifest import default_models_dir
 from tests.conftest import RunningFirmware
 
 
@@ -31,8 +31,8 @@ def _real_models_with_voices() -> str | None:
     models = default_models_dir()
     if models is None:
         return "real models not installed: run `glasses models install`"
-    from drivers.errors import GlassesError
-    from models.manifest import load
+    from glasses_firmware.drivers.errors import GlassesError
+    from glasses_firmware.models.manifest import load
     try:
         load(models).for_role("speaker")
     except GlassesError as e:
@@ -257,16 +257,16 @@ def test_the_assistant_goes_first_and_a_hot_mode_pauses_the_notes(tmp_path, test
     is cancelled and nothing new is sent; it finishes the notes once they are done."""
     import asyncio
 
-    from drivers.clock import Clock
-    from drivers.sealed import Sealer
-    from firmware.blocking import Blocking
-    from firmware.events import EventBus
-    from firmware.meeting.notes import exists
-    from firmware.meeting.transcriber import Transcriber, TranscriberSettings
-    from firmware.power import modes as m
-    from firmware.tools.quality_meeting import meeting_audio, write_recording
-    from firmware.voice.loop import VoiceLoop
-    from firmware.worker import InferenceClient
+    from glasses_firmware.drivers.clock import Clock
+    from glasses_firmware.drivers.sealed import Sealer
+    from glasses_firmware.firmware.blocking import Blocking
+    from glasses_firmware.firmware.events import EventBus
+    from glasses_firmware.firmware.meeting.notes import exists
+    from glasses_firmware.firmware.meeting.transcriber import Transcriber, TranscriberSettings
+    from glasses_firmware.firmware.power import modes as m
+    from glasses_firmware.firmware.tools.quality_meeting import meeting_audio, write_recording
+    from glasses_firmware.firmware.voice.loop import VoiceLoop
+    from glasses_firmware.firmware.worker import InferenceClient
 
     audio, _ = meeting_audio(TWO_VOICE_MEETING[:3], TWO_VOICES)
     rec = write_recording(tmp_path, "20260101-100000", audio, time.time())

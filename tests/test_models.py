@@ -7,11 +7,11 @@ import shutil
 
 import pytest
 
-from drivers.errors import ConfigError
-from firmware.tools.models_cli import add_subcommands
-from firmware.worker import InferenceClient, SupervisorSettings
-from models import build_test, manifest
-from models.verify import ModelCorrupt, ModelMissing, verify_entry
+from glasses_firmware.drivers.errors import ConfigError
+from glasses_firmware.firmware.tools.models_cli import add_subcommands
+from glasses_firmware.firmware.worker import InferenceClient, SupervisorSettings
+from glasses_firmware.models import build_test, manifest
+from glasses_firmware.models.verify import ModelCorrupt, ModelMissing, verify_entry
 
 pytestmark = pytest.mark.timeout(120)
 

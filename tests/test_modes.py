@@ -4,8 +4,8 @@ import itertools
 
 import pytest
 
-from firmware.power import modes as m
-from firmware.arbiter import PRIORITY, SUSPENDS, Arbiter, Busy
+from glasses_firmware.firmware.power import modes as m
+from glasses_firmware.firmware.arbiter import PRIORITY, SUSPENDS, Arbiter, Busy
 
 
 @pytest.mark.parametrize("state, event", sorted(m.TRANSITIONS))
@@ -51,7 +51,7 @@ def test_every_state_is_reachable_and_has_a_way_out():
 def test_docs_diagram_is_generated_from_the_table():
     from pathlib import Path
     doc = Path(__file__).resolve().parent.parent / "docs" / "modes.md"
-    assert doc.read_text() == m.markdown(), "run: python -m firmware.tools.docgen"
+    assert doc.read_text() == m.markdown(), "run: python -m glasses_firmware.firmware.tools.docgen"
 
 
 def test_arbiter_priorities_preemption_and_sharing():

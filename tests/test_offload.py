@@ -18,8 +18,8 @@ import time
 
 import pytest
 
-from drivers.errors import ConfigError
-from firmware.offload import settings
+from glasses_firmware.drivers.errors import ConfigError
+from glasses_firmware.firmware.offload import settings
 from tests import offload_servers as srv
 from tests.conftest import RunningFirmware
 from tests.test_offline import sockets
@@ -190,9 +190,9 @@ def test_llm_offload_through_the_sim_server_killed_back_and_hung(tmp_path, test_
 
 @needs_servers
 def test_asr_over_wyoming_with_the_worker_as_fallback(tmp_path, test_models):
-    from firmware.events import EventBus
-    from firmware.offload.router import OffloadingModels
-    from firmware.worker import InferenceClient
+    from glasses_firmware.firmware.events import EventBus
+    from glasses_firmware.firmware.offload.router import OffloadingModels
+    from glasses_firmware.firmware.worker import InferenceClient
 
     audio = _speech("what is the weather like in London today")
     with srv.whisper_dir() as model_dir:
@@ -234,7 +234,7 @@ async def _asr(server, audio, test_models, InferenceClient, EventBus, Offloading
 
 @needs_servers
 def test_openai_transcription_and_a_wyoming_voice(tmp_path, test_models):
-    from firmware.worker import InferenceClient
+    from glasses_firmware.firmware.worker import InferenceClient
     audio = _speech("what is the weather like in London today")
     with srv.whisper_dir() as model_dir, srv.piper_dir() as voice_dir:
         asr = srv.openai_whisper_server(model_dir, tmp_path / "fws.log")
@@ -248,15 +248,15 @@ def test_openai_transcription_and_a_wyoming_voice(tmp_path, test_models):
 
 
 def _speech(text: str):
-    from drivers.resample import resample
-    from firmware.voice.cues import synthesize
+    from glasses_firmware.drivers.resample import resample
+    from glasses_firmware.firmware.voice.cues import synthesize
     audio, rate = synthesize(text, "en", 150)
     return resample(audio.reshape(len(audio), -1).mean(axis=1), rate, 16000)
 
 
 async def _openai_asr_and_voice(asr, tts, hung, audio, test_models, InferenceClient):
-    from firmware.events import EventBus
-    from firmware.offload.router import OffloadingModels
+    from glasses_firmware.firmware.events import EventBus
+    from glasses_firmware.firmware.offload.router import OffloadingModels
     client = InferenceClient(test_models, threads=1, preload=("asr", "tts"))
     await client.start(timeout_s=60)
     try:
@@ -293,8 +293,8 @@ async def _openai_asr_and_voice(asr, tts, hung, audio, test_models, InferenceCli
 
 @needs_servers
 def test_tls_with_a_ca_file_and_a_bearer_token(tmp_path, gguf):
-    from firmware.offload import openai
-    from firmware.offload.http import OffloadError
+    from glasses_firmware.firmware.offload import openai
+    from glasses_firmware.firmware.offload.http import OffloadError
     cert, key = srv.self_signed(tmp_path)
     server = srv.llama_server(gguf, tmp_path / "llama-tls.log", tls=(cert, key), api_key=SECRET)
     url = f"https://127.0.0.1:{server.port}/v1"

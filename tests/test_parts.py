@@ -4,14 +4,14 @@ import inspect
 
 import pytest
 
-import boards
-from drivers.bringup import Board
-from drivers.clock import SimClock
-from drivers.errors import ConfigError
-from drivers.max17048 import MAX17048, MAX17049
-from drivers.parts import PARTS, ROLES, find
-from drivers.sim.i2c import RegisterEmulator, emulator_class
-from drivers.sim.max17048 import MAX17048Emulator, MAX17049Emulator, ocv_for
+from glasses_firmware import boards
+from glasses_firmware.drivers.bringup import Board
+from glasses_firmware.drivers.clock import SimClock
+from glasses_firmware.drivers.errors import ConfigError
+from glasses_firmware.drivers.max17048 import MAX17048, MAX17049
+from glasses_firmware.drivers.parts import PARTS, ROLES, find
+from glasses_firmware.drivers.sim.i2c import RegisterEmulator, emulator_class
+from glasses_firmware.drivers.sim.max17048 import MAX17048Emulator, MAX17049Emulator, ocv_for
 
 SIM_TOML = (boards.BOARDS_DIR / "sim.toml").read_text()
 
@@ -22,7 +22,7 @@ def test_every_part_names_a_role_a_driver_and_a_sim_emulator(name):
     assert part.role in ROLES
     emulator = emulator_class(part)
     assert issubclass(emulator, RegisterEmulator)
-    assert emulator.__module__.startswith("drivers.sim.")
+    assert emulator.__module__.startswith("glasses_firmware.drivers.sim.")
     # The sim hands an emulator its interrupt pin by the board spec's name for it.
     assert ROLES[part.role].irq_pin in inspect.signature(emulator).parameters
     assert find(part.role, name, "x.toml") is part

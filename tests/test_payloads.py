@@ -6,10 +6,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from drivers.errors import GlassesError
-from firmware.payments.payloads import (Other, PayloadError, Payment, ProductCode,
+from glasses_firmware.drivers.errors import GlassesError
+from glasses_firmware.firmware.payments.payloads import (Other, PayloadError, Payment, ProductCode,
                                         crc16_ccitt_false, parse)
-from firmware.payments.safety import Verdict, check, check_text, distance, registrable
+from glasses_firmware.firmware.payments.safety import Verdict, check, check_text, distance, registrable
 from tests.payment_corpus import (IBAN_DE, MALICIOUS, SEPA, UPI, VALID, cpf, ean, emv, epc,
                                   pix, sg, tlv)
 

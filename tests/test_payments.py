@@ -12,7 +12,7 @@ import pytest
 import zxingcpp
 from PIL import Image
 
-from firmware.payments.payloads import parse
+from glasses_firmware.firmware.payments.payloads import parse
 from tests.conftest import RunningFirmware
 from tests.payment_corpus import MALICIOUS, VALID
 
@@ -203,7 +203,7 @@ def test_scanning_needs_the_privacy_light(fw, tmp_path):
 
 
 def test_amounts_are_parsed_strictly():
-    from firmware.payments.flow import PaymentRefused, parse_asked
+    from glasses_firmware.firmware.payments.flow import PaymentRefused, parse_asked
     assert parse_asked("12.50", "sgd").amount == Decimal("12.50")
     assert parse_asked("25", "yuan").currencies == ("CNY",)
     for bad in ("-5", "0", "nan", "1e9", "12.505", "", "25 yuan", "１２"):

@@ -20,15 +20,15 @@ import pytest
 import zxingcpp
 from hypothesis import given, settings, strategies as st
 
-from boards import BOARDS_DIR
-from boards.schema import from_toml
-from drivers.clock import Clock
-from drivers.errors import ConfigError
-from drivers.sim.bluetooth import SimBluetooth, gadgetbridge_line
-from firmware.events import EventBus
-from firmware.phone import dbus as d
-from firmware.phone.bluez import LinkSettings, PhoneLink
-from firmware.phone.gadgetbridge import (LineBuffer, ProtocolError, form_watch_line,
+from glasses_firmware.boards import BOARDS_DIR
+from glasses_firmware.boards.schema import from_toml
+from glasses_firmware.drivers.clock import Clock
+from glasses_firmware.drivers.errors import ConfigError
+from glasses_firmware.drivers.sim.bluetooth import SimBluetooth, gadgetbridge_line
+from glasses_firmware.firmware.events import EventBus
+from glasses_firmware.firmware.phone import dbus as d
+from glasses_firmware.firmware.phone.bluez import LinkSettings, PhoneLink
+from glasses_firmware.firmware.phone.gadgetbridge import (LineBuffer, ProtocolError, form_watch_line,
                                          parse_phone_line, plain_text)
 from tests.conftest import RunningFirmware
 from tests.payment_corpus import VALID

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from firmware.tools import powercut
+from glasses_firmware.firmware.tools import powercut
 
 DISK_MB = 4
 
@@ -34,8 +34,8 @@ def test_power_cuts_leave_every_file_whole_and_every_earlier_one_listed(tmp_path
 def test_the_checker_finds_what_a_cut_could_break(tmp_path):
     """The campaign is only as good as its checks: each kind of damage is found, in plain
     files (as before sealing) and sealed ones, and what should be sealed but is not."""
-    from drivers.sealed import Sealer
-    from drivers.wavio import wav_bytes
+    from glasses_firmware.drivers.sealed import Sealer
+    from glasses_firmware.drivers.wavio import wav_bytes
     import numpy as np
     sealer = Sealer.ephemeral()
     good = wav_bytes(np.zeros((1600, 1), np.float32), 16000)
@@ -70,7 +70,7 @@ def test_the_checker_finds_what_a_cut_could_break(tmp_path):
 
 
 def test_boot_removes_stale_temp_files_of_its_own_naming_only(tmp_path):
-    from drivers.atomic import remove_stale_temps
+    from glasses_firmware.drivers.atomic import remove_stale_temps
     (tmp_path / "videos").mkdir()
     stale = [tmp_path / "videos" / ".20260101-000000-000.mp4.part",
              tmp_path / ".info.json.4242.tmp"]
@@ -84,7 +84,7 @@ def test_boot_removes_stale_temp_files_of_its_own_naming_only(tmp_path):
 
 def test_a_clock_set_back_after_a_cut_never_overwrites_earlier_work(tmp_path):
     """A board with no RTC boots at its last saved time: the same name comes round again."""
-    from drivers.atomic import unused
+    from glasses_firmware.drivers.atomic import unused
     (tmp_path / "20260101-000000").mkdir()
     (tmp_path / "20260101-000000-2").mkdir()
     (tmp_path / "a.jpg").write_bytes(b"x")
@@ -221,9 +221,9 @@ def test_a_full_disk_stops_photos_video_and_recording_clearly_and_keeps_earlier_
 
 
 def test_a_full_disk_under_the_transcript_journal_is_storage_full_and_recovers(small_disk):
-    from drivers.errors import StorageFull
-    from drivers.sealed import Sealer
-    from firmware.meeting import journal as j
+    from glasses_firmware.drivers.errors import StorageFull
+    from glasses_firmware.drivers.sealed import Sealer
+    from glasses_firmware.firmware.meeting import journal as j
     disk = small_disk
     jr = j.Journal(disk.view / "transcript.jsonl", Sealer.ephemeral())
     jr.append({"done_s": 1.0})

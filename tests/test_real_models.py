@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from models.manifest import default_models_dir
+from glasses_firmware.models.manifest import default_models_dir
 from tests.conftest import RunningFirmware
 
 pytestmark = pytest.mark.skipif(default_models_dir() is None,

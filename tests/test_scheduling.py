@@ -12,13 +12,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-import boards
-from drivers.clock import SimClock
-from firmware.power import modes as m
-from firmware.app import Firmware
-from firmware.capture.capture import CaptureRefused
-from firmware.meeting.recorder import RecordingRefused
-from firmware.vloop import VirtualTimeLoop
+from glasses_firmware import boards
+from glasses_firmware.drivers.clock import SimClock
+from glasses_firmware.firmware.power import modes as m
+from glasses_firmware.firmware.app import Firmware
+from glasses_firmware.firmware.capture.capture import CaptureRefused
+from glasses_firmware.firmware.meeting.recorder import RecordingRefused
+from glasses_firmware.firmware.vloop import VirtualTimeLoop
 from tests.conftest import GLASSES, ROOT
 from tests.test_camera import probe_video
 

@@ -15,26 +15,26 @@ from pathlib import Path
 
 import pytest
 
-import boards
-from drivers.bringup import Board
-from drivers.clock import SimClock
-from drivers.errors import DeviceTimeout
-from drivers.sealed import Sealer
-from firmware.arbiter import Arbiter
-from firmware.blocking import Blocking
-from firmware.capture.capture import Capture, CaptureRefused, CaptureSettings
-from firmware.events import EventBus
-from firmware.meeting.recorder import Recorder
-from firmware.power import modes as m
-from firmware.power.conditions import Conditions, ModeScheduler, Thresholds
-from firmware.power.manager import PowerManager
-from firmware.vloop import VirtualTimeLoop
-from firmware.voice.conversation import Conversation, LlmUnavailable
-from firmware.voice.cues import Cues
-from firmware.voice.hub import AudioHub
-from firmware.voice.intents import match
-from firmware.voice.router import Router, UnknownAction
-from firmware.voice.speech import SpeechOut
+from glasses_firmware import boards
+from glasses_firmware.drivers.bringup import Board
+from glasses_firmware.drivers.clock import SimClock
+from glasses_firmware.drivers.errors import DeviceTimeout
+from glasses_firmware.drivers.sealed import Sealer
+from glasses_firmware.firmware.arbiter import Arbiter
+from glasses_firmware.firmware.blocking import Blocking
+from glasses_firmware.firmware.capture.capture import Capture, CaptureRefused, CaptureSettings
+from glasses_firmware.firmware.events import EventBus
+from glasses_firmware.firmware.meeting.recorder import Recorder
+from glasses_firmware.firmware.power import modes as m
+from glasses_firmware.firmware.power.conditions import Conditions, ModeScheduler, Thresholds
+from glasses_firmware.firmware.power.manager import PowerManager
+from glasses_firmware.firmware.vloop import VirtualTimeLoop
+from glasses_firmware.firmware.voice.conversation import Conversation, LlmUnavailable
+from glasses_firmware.firmware.voice.cues import Cues
+from glasses_firmware.firmware.voice.hub import AudioHub
+from glasses_firmware.firmware.voice.intents import match
+from glasses_firmware.firmware.voice.router import Router, UnknownAction
+from glasses_firmware.firmware.voice.speech import SpeechOut
 
 SIM = boards.load("sim")
 

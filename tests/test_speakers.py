@@ -19,14 +19,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from drivers.errors import ConfigError
-from firmware.meeting import speakers
-from firmware.meeting.speakers import SpeakerLabels
-from firmware.worker import BadInput, InferenceClient, SupervisorSettings, mel
-from firmware.worker.speaker import Speaker
-from models import build_test, convert_speaker, install, manifest, packages
-from models.progress import Progress
-from models.verify import ModelCorrupt, ModelMissing, verify_entry
+from glasses_firmware.drivers.errors import ConfigError
+from glasses_firmware.firmware.meeting import speakers
+from glasses_firmware.firmware.meeting.speakers import SpeakerLabels
+from glasses_firmware.firmware.worker import BadInput, InferenceClient, SupervisorSettings, mel
+from glasses_firmware.firmware.worker.speaker import Speaker
+from glasses_firmware.models import build_test, convert_speaker, install, manifest, packages
+from glasses_firmware.models.progress import Progress
+from glasses_firmware.models.verify import ModelCorrupt, ModelMissing, verify_entry
 
 pytestmark = pytest.mark.timeout(300)
 ROOT = Path(__file__).resolve().parent.parent

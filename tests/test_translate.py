@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 from PIL import Image, ImageDraw, ImageFont
 
-from firmware.voice.reading import order_lines
-from firmware.voice.translator import clean
-from models.manifest import default_models_dir
+from glasses_firmware.firmware.voice.reading import order_lines
+from glasses_firmware.firmware.voice.translator import clean
+from glasses_firmware.models.manifest import default_models_dir
 from tests.conftest import RunningFirmware
 
 FONT = "/usr/share/fonts/truetype/dejavu/DejaVuSans-Bold.ttf"

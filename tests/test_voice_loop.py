@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from firmware.voice import loop as v
+from glasses_firmware.firmware.voice import loop as v
 
 DOC = Path(__file__).resolve().parent.parent / "docs" / "assistant.md"
 
@@ -50,6 +50,6 @@ def test_every_state_reachable_with_a_way_out_and_mode_off_always_wins():
 
 
 def test_docs_diagrams_are_generated_from_the_tables():
-    from firmware.tools import docgen
-    assert docgen.stale() == [], "run: python -m firmware.tools.docgen"
+    from glasses_firmware.firmware.tools import docgen
+    assert docgen.stale() == [], "run: python -m glasses_firmware.firmware.tools.docgen"
     assert v.mermaid() in DOC.read_text()

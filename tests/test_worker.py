@@ -12,11 +12,11 @@ import time
 import numpy as np
 import pytest
 
-from firmware.worker import (InferenceClient, RemoteError, RequestCancelled, SupervisorSettings,
+from glasses_firmware.firmware.worker import (InferenceClient, RemoteError, RequestCancelled, SupervisorSettings,
                              WorkerCrashed, WorkerDegraded)
-from firmware.worker import protocol as P
-from firmware.worker.supervisor import diagram
-from models import build_test
+from glasses_firmware.firmware.worker import protocol as P
+from glasses_firmware.firmware.worker.supervisor import diagram
+from glasses_firmware.models import build_test
 
 pytestmark = pytest.mark.timeout(120)
 FAST = SupervisorSettings(heartbeat_interval_s=0.2, heartbeat_timeout_s=1.5, start_timeout_s=60,

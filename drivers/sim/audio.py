@@ -16,11 +16,11 @@ from pathlib import Path
 
 import numpy as np
 
-from drivers.atomic import write_atomic
-from drivers.clock import Clock
-from drivers.errors import DeviceTimeout
-from drivers.resample import resample
-from drivers.wavio import read_wav, wav_bytes  # noqa: F401 (re-exported for the sim's users)
+from glasses_firmware.drivers.atomic import write_atomic
+from glasses_firmware.drivers.clock import Clock
+from glasses_firmware.drivers.errors import DeviceTimeout
+from glasses_firmware.drivers.resample import resample
+from glasses_firmware.drivers.wavio import read_wav, wav_bytes  # noqa: F401 (re-exported for the sim's users)
 
 log = logging.getLogger(__name__)
 

@@ -17,8 +17,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from drivers.clock import Clock
-from drivers.errors import ConfigError, DeviceTimeout
+from glasses_firmware.drivers.clock import Clock
+from glasses_firmware.drivers.errors import ConfigError, DeviceTimeout
 
 from .h264 import FfmpegPipe, SimH264Encoder, SimMp4Output, sim_encoder_factory
 

@@ -19,7 +19,7 @@ from fractions import Fraction
 
 import numpy as np
 
-from drivers.errors import DeviceError, DeviceTimeout, Unsupported
+from glasses_firmware.drivers.errors import DeviceError, DeviceTimeout, Unsupported
 
 log = logging.getLogger(__name__)
 

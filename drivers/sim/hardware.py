@@ -9,9 +9,9 @@ import math
 import threading
 from pathlib import Path
 
-from drivers.errors import ConfigError
-from drivers.parts import ROLES, find
-from drivers.waits import joined
+from glasses_firmware.drivers.errors import ConfigError
+from glasses_firmware.drivers.parts import ROLES, find
+from glasses_firmware.drivers.waits import joined
 
 from .audio import SimAudioSource, list_played, sim_input_stream_factory, sim_output_stream_factory
 from .camera import Scene, SimPicamera2, sim_encoder_factory

@@ -18,7 +18,7 @@ FAULTS = ("nack", "timeout", "garbage", "gone")
 def emulator_class(part) -> type:
     """The emulator a drivers.parts.Part names ("module:Class" under drivers.sim)."""
     module, _, name = part.emulator.partition(":")
-    return getattr(importlib.import_module(f"drivers.sim.{module}"), name)
+    return getattr(importlib.import_module(f".{module}", __package__), name)
 
 
 class RegisterEmulator:

@@ -9,8 +9,8 @@ ticks every second.
 
 import threading
 
-from drivers.power import PowerTable
-from drivers.waits import joined
+from glasses_firmware.drivers.power import PowerTable
+from glasses_firmware.drivers.waits import joined
 
 CHARGE_PCT_PER_H = 40.0   # what the charger puts in (about 7.4 W into 18.5 Wh)
 TICK_S = 1.0

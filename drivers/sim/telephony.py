@@ -20,10 +20,10 @@ from pathlib import Path
 from dbus_fast import Message, MessageType, Variant
 from dbus_fast.aio import MessageBus
 
-from drivers.atomic import write_atomic
-from drivers.errors import ConfigError, DeviceTimeout, Unreachable
-from drivers.resample import resample
-from drivers.wavio import read_wav, wav_bytes
+from glasses_firmware.drivers.atomic import write_atomic
+from glasses_firmware.drivers.errors import ConfigError, DeviceTimeout, Unreachable
+from glasses_firmware.drivers.resample import resample
+from glasses_firmware.drivers.wavio import read_wav, wav_bytes
 
 from .processes import die_with_parent, stop
 

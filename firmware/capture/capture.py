@@ -20,9 +20,9 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from drivers.atomic import unused, write_atomic
-from drivers.errors import GlassesError, StorageFull
-from drivers.interlock import InterlockError
+from glasses_firmware.drivers.atomic import unused, write_atomic
+from glasses_firmware.drivers.errors import GlassesError, StorageFull
+from glasses_firmware.drivers.interlock import InterlockError
 
 from ..ports import Blocking, Camera, Claims, Clock, Earcons, EventSink, ModeGate, Speaks
 from ..power import modes as m

@@ -21,7 +21,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from drivers.errors import GlassesError
+from glasses_firmware.drivers.errors import GlassesError
 
 log = logging.getLogger("glasses.faces")
 

@@ -11,7 +11,7 @@ import time
 from dataclasses import dataclass
 from typing import Awaitable, Callable
 
-from drivers.errors import GlassesError
+from glasses_firmware.drivers.errors import GlassesError
 
 from .. import __version__
 
@@ -105,6 +105,7 @@ async def cmd_logout(session, args):
 
 
 def status_dict(fw) -> dict:
+    from .. import notify
     mon = fw.monitor
     snap = fw.sample()
     workers = fw.worker_states()
@@ -124,6 +125,9 @@ def status_dict(fw) -> dict:
                    "up_s": _up(fw.model_worker), "voice_up_s": _up(fw.voice_worker)},
         "uptime_s": round(fw.clock.monotonic() - fw.started_at, 1),
         "faults": snap.faults,
+        # Endpoints this machine lacks (drivers/absent.py): added, every field above unchanged.
+        "missing": fw.board.missing,
+        "watchdog": dict(notify.pings),     # systemd's: ping period (None: not armed), pings sent
         # The phone link (issue 14): added, every field above unchanged.
         "phone": fw.phone_link.status() if getattr(fw, "phone_link", None) else {"state": "none"},
         "call": fw.calls.status()["state"] if getattr(fw, "calls", None) else "none",
@@ -160,6 +164,7 @@ async def cmd_status(session, args):
              f"temperature  {temp}", f"storage      {s['storage']['free_mb']:.0f} MB free",
              f"worker       {s['worker']['state']}", f"uptime       {s['uptime_s']:.0f} s"]
     lines += [f"fault        {name}: {why}" for name, why in s["faults"].items()]
+    lines += [f"missing      {name}: {why}" for name, why in s["missing"].items()]
     return lines
 
 

@@ -6,7 +6,7 @@ typed command and a spoken one get the same checks and refusals.
 
 import math
 
-from drivers.errors import GlassesError
+from glasses_firmware.drivers.errors import GlassesError
 
 from .commands import CommandError, command, is_count
 

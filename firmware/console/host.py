@@ -11,8 +11,8 @@ import sys
 import time
 from dataclasses import dataclass, field
 
-from drivers.atomic import write_atomic
-from drivers.errors import DeviceTimeout, GlassesError
+from glasses_firmware.drivers.atomic import write_atomic
+from glasses_firmware.drivers.errors import DeviceTimeout, GlassesError
 
 PROMPT = "glasses> "
 

@@ -10,7 +10,7 @@ logged), `offload off ROLE|all` goes back to the glasses.
 import asyncio
 import dataclasses
 
-from drivers.errors import ConfigError
+from glasses_firmware.drivers.errors import ConfigError
 
 from ..offload import settings
 from .commands import CommandError, as_json, command, take_flag

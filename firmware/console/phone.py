@@ -3,7 +3,7 @@
 
 import time
 
-from drivers.errors import GlassesError
+from glasses_firmware.drivers.errors import GlassesError
 
 from .commands import CommandError, as_json, command, take_flag
 

@@ -8,7 +8,7 @@ import hashlib
 import hmac
 import secrets
 
-from drivers.errors import ConfigError
+from glasses_firmware.drivers.errors import ConfigError
 
 SCRYPT = dict(n=2**14, r=8, p=1, dklen=32)
 MAX_FAILURES = 5

@@ -9,7 +9,7 @@ than they can be answered wait in a short queue and past it are dropped and coun
 import asyncio
 import logging
 
-from drivers.errors import GlassesError
+from glasses_firmware.drivers.errors import GlassesError
 
 from . import calls, features, notes, offload, payments, phone, sim, translate  # noqa: F401 (register their commands)
 from .commands import REGISTRY, CommandError, split

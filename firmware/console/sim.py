@@ -7,7 +7,7 @@ sees the change only through its real drivers. On a real board the group answers
 import wave
 from pathlib import Path
 
-from drivers.errors import ConfigError, GlassesError
+from glasses_firmware.drivers.errors import ConfigError, GlassesError
 
 from .calls import SIM_USAGE as CALL_USAGE, sim_phone_telephony
 from .commands import CommandError, command, is_count, split

@@ -6,7 +6,7 @@ runs by voice; the voice loop then translates every utterance until `translate o
 is spoken (translated with `--translate LANG`) and printed.
 """
 
-from drivers.errors import GlassesError
+from glasses_firmware.drivers.errors import GlassesError
 
 from ..voice.intents import LANGUAGES
 from .commands import CommandError, as_json, command, take_flag

@@ -16,7 +16,7 @@ import threading
 import tty
 from pathlib import Path
 
-from drivers.errors import ConfigError
+from glasses_firmware.drivers.errors import ConfigError
 
 from .session import Session
 

@@ -13,9 +13,9 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from drivers.atomic import fsync_dir, is_full, storage_full
-from drivers.errors import ConfigError, GlassesError
-from drivers.sealed import Sealer, SealError, read_file
+from glasses_firmware.drivers.atomic import fsync_dir, is_full, storage_full
+from glasses_firmware.drivers.errors import ConfigError, GlassesError
+from glasses_firmware.drivers.sealed import Sealer, SealError, read_file
 
 from . import journal as j
 from . import notes
@@ -130,7 +130,7 @@ def _write_new(path: Path, data: bytes) -> None:
 def key_for(data_dir: Path, key_file: str | None, board=None) -> Sealer:
     """The Sealer an export uses: `--key FILE`, else the board's key (OTP or its file),
     else the key beside the data dir; never makes one. ConfigError saying what to try."""
-    from drivers.devicekey import default_key_path, device_sealer, parse_key
+    from glasses_firmware.drivers.devicekey import default_key_path, device_sealer, parse_key
     if key_file:
         try:
             return Sealer(parse_key(Path(key_file).read_bytes(), key_file), key_file)

@@ -24,9 +24,9 @@ import wave
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from drivers.atomic import fsync_dir, is_full, storage_full
-from drivers.errors import GlassesError
-from drivers.sealed import Sealer, SealError, is_sealed_line, name_of, read_file
+from glasses_firmware.drivers.atomic import fsync_dir, is_full, storage_full
+from glasses_firmware.drivers.errors import GlassesError
+from glasses_firmware.drivers.sealed import Sealer, SealError, is_sealed_line, name_of, read_file
 
 log = logging.getLogger("glasses.meeting")
 

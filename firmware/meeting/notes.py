@@ -17,7 +17,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from drivers.sealed import Sealer, SealError, read_file
+from glasses_firmware.drivers.sealed import Sealer, SealError, read_file
 
 from . import journal as j
 from .speakers import SpeakerLabels

@@ -16,10 +16,10 @@ from pathlib import Path
 
 import numpy as np
 
-from drivers.atomic import unused, write_atomic
-from drivers.errors import GlassesError, StorageFull
-from drivers.sealed import Sealer
-from drivers.wavio import wav_bytes
+from glasses_firmware.drivers.atomic import unused, write_atomic
+from glasses_firmware.drivers.errors import GlassesError, StorageFull
+from glasses_firmware.drivers.sealed import Sealer
+from glasses_firmware.drivers.wavio import wav_bytes
 
 from ..arbiter import Busy
 from ..power import modes as m

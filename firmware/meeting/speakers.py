@@ -33,7 +33,7 @@ prosody, microphones, rooms); re-measure the threshold on recorded meetings.
 
 import numpy as np
 
-from drivers.errors import ConfigError
+from glasses_firmware.drivers.errors import ConfigError
 
 THRESHOLD = 0.81
 MAX_PASSES = 50          # re-assignment settles in two or three passes; this bounds a cycle

@@ -25,8 +25,8 @@ from typing import Callable
 
 import numpy as np
 
-from drivers.errors import GlassesError
-from drivers.sealed import Sealer, SealError
+from glasses_firmware.drivers.errors import GlassesError
+from glasses_firmware.drivers.sealed import Sealer, SealError
 
 from ..ports import Blocking, Clock, EventSink, MeetingModels, ModeGate
 from ..tasks import spawn
@@ -315,6 +315,6 @@ class Transcriber:
 
 def _absent(e: GlassesError) -> bool:
     """Whether a worker error means the model is not there (rather than a passing failure)."""
-    from models.verify import ModelMissing
+    from glasses_firmware.models.verify import ModelMissing
     return isinstance(e, ModelMissing) or (
         isinstance(e, RemoteError) and e.kind in ("ModelNotInstalled", "ModelMissing", "ConfigError"))

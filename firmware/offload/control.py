@@ -9,7 +9,7 @@ the next request, without a restart.
 import logging
 from pathlib import Path
 
-from drivers.errors import ConfigError
+from glasses_firmware.drivers.errors import ConfigError
 
 from . import settings
 from .router import OffloadingModels

@@ -12,7 +12,7 @@ import json
 import ssl
 from dataclasses import dataclass, field
 
-from drivers.errors import GlassesError
+from glasses_firmware.drivers.errors import GlassesError
 
 MAX_HEADER_BYTES = 64 * 1024
 MAX_LINE_BYTES = 1024 * 1024

@@ -20,7 +20,7 @@ import asyncio
 import logging
 import time
 
-from drivers.errors import GlassesError
+from glasses_firmware.drivers.errors import GlassesError
 
 from ..tasks import spawn
 from ..worker.errors import RequestCancelled

@@ -19,8 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from drivers.atomic import atomic_open
-from drivers.errors import ConfigError
+from glasses_firmware.drivers.atomic import atomic_open
+from glasses_firmware.drivers.errors import ConfigError
 
 FILE_NAME = "offload.toml"
 ROLES = ("llm", "asr", "tts")

@@ -26,7 +26,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Callable
 
-from drivers.errors import GlassesError, Unreachable
+from glasses_firmware.drivers.errors import GlassesError, Unreachable
 
 from ..ports import Blocking, Clock, EventSink, Phone, Speaks
 from ..tasks import spawn

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from urllib.parse import unquote_plus
 
-from drivers.errors import GlassesError
+from glasses_firmware.drivers.errors import GlassesError
 
 from .currencies import CURRENCY_BY_NUMERIC, CURRENCY_NAMES, MINOR_UNITS, format_amount  # noqa: F401
 

@@ -5,7 +5,7 @@ a phone is paired, this stands in and every hand-off is a clear "not connected":
 flow then says that nothing was paid, and a product code is read out without a look-up.
 """
 
-from drivers.errors import Unreachable
+from glasses_firmware.drivers.errors import Unreachable
 
 NOT_LINKED = "no phone is linked to the glasses"
 

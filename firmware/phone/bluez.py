@@ -20,7 +20,7 @@ from typing import Callable
 from dbus_fast import DBusError, Variant
 from dbus_fast.service import ServiceInterface, method
 
-from drivers.errors import GlassesError, Unreachable
+from glasses_firmware.drivers.errors import GlassesError, Unreachable
 
 from ..ports import Clock, EventSink, Speaks
 from ..tasks import spawn

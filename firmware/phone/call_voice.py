@@ -11,7 +11,7 @@ that contains "hang up" is talk, not a command. Without a voice worker it does n
 
 import logging
 
-from drivers.errors import GlassesError
+from glasses_firmware.drivers.errors import GlassesError
 
 from ..voice.recognizer import COMMAND_MIN_COVERAGE
 from ..voice.segmenter import Segmenter

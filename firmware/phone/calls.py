@@ -14,7 +14,7 @@ import asyncio
 import logging
 from dataclasses import dataclass
 
-from drivers.errors import GlassesError, SaidError
+from glasses_firmware.drivers.errors import GlassesError, SaidError
 
 from ..statetable import Machine
 from ..tasks import spawn

@@ -31,7 +31,7 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Callable
 
-from drivers.errors import GlassesError, Unreachable
+from glasses_firmware.drivers.errors import GlassesError, Unreachable
 
 from ..ports import Clock, EventSink, Speaks
 from ..tasks import spawn

@@ -29,7 +29,7 @@ from typing import Any, Callable
 from dbus_fast import BusType, DBusError, Message, MessageType, Variant
 from dbus_fast.aio import MessageBus
 
-from drivers.errors import Unreachable
+from glasses_firmware.drivers.errors import Unreachable
 
 __all__ = ["BusUnavailable", "BusCallFailed", "Backoff", "MessageBus", "Variant", "connect", "call",
            "get_property", "get_all", "set_property", "managed_objects", "subscribe", "unwrap"]

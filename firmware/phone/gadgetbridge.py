@@ -19,7 +19,7 @@ import json
 import re
 from dataclasses import dataclass, field
 
-from drivers.errors import GlassesError
+from glasses_firmware.drivers.errors import GlassesError
 
 MAX_LINE_BYTES = 16 * 1024        # a notification with a rendered emoji bitmap stays under this
 MAX_TEXT = 2000                   # characters kept of any one string field

@@ -12,7 +12,7 @@ import asyncio
 import logging
 from dataclasses import dataclass
 
-from drivers.errors import GlassesError, SaidError
+from glasses_firmware.drivers.errors import GlassesError, SaidError
 
 from ..tasks import spawn
 from . import dbus as d

@@ -17,8 +17,8 @@ import numpy as np
 from dbus_fast import BusType, Message, MessageType
 from dbus_fast.aio import MessageBus
 
-from drivers.errors import GlassesError, Unreachable
-from drivers.resample import resample
+from glasses_firmware.drivers.errors import GlassesError, Unreachable
+from glasses_firmware.drivers.resample import resample
 
 from ..tasks import spawn
 from .dbus import BusUnavailable, call, unwrap

@@ -3,7 +3,7 @@
 from collections import defaultdict
 from dataclasses import dataclass
 
-from drivers.power import PowerTable
+from glasses_firmware.drivers.power import PowerTable
 
 from . import modes as m
 

@@ -8,7 +8,7 @@ services register those steps here.
 import asyncio
 import logging
 
-from drivers.errors import GlassesError
+from glasses_firmware.drivers.errors import GlassesError
 
 from . import modes as m
 

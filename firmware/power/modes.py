@@ -3,7 +3,7 @@
 Every change goes through `ModeMachine.fire`, which checks the table, logs the reason
 and emits an event; anything not in the table is refused with TransitionError. What
 each mode may power is declared in POLICY. `docs/modes.md` is generated from these
-tables (`python -m firmware.tools.docgen`).
+tables (`python -m glasses_firmware.firmware.tools.docgen`).
 
 Activity modes (INTERACTIVE, CAPTURE, RECORDING) end with an event whose target is
 BASE: the machine returns to the base mode the conditions call for (STANDBY,
@@ -13,7 +13,7 @@ LOW_BATTERY or CHARGING), so "done" needs one declared row, not one per base mod
 import logging
 from dataclasses import dataclass
 
-from drivers.errors import GlassesError
+from glasses_firmware.drivers.errors import GlassesError
 
 from .. import statetable
 from ..statetable import Machine
@@ -135,7 +135,7 @@ def markdown() -> str:
                      f"{'yes' if p.listening else 'no'} | {'yes' if p.llm else 'no'} | {p.soc} | "
                      f"{p.idle_timeout_s:g} |" for s, p in POLICY.items())
     return (f"# Operating modes\n\nGenerated from `firmware/power/modes.py` by "
-            f"`python -m firmware.tools.docgen`; do not edit by hand.\n\n"
+            f"`python -m glasses_firmware.firmware.tools.docgen`; do not edit by hand.\n\n"
             f"`base_mode` is STANDBY, LOW_BATTERY or CHARGING, whichever the battery and "
             f"charger call for.\n\n```mermaid\n{mermaid()}\n```\n\n"
             f"| mode | photo | video | listening | LLM | SoC | idle timeout s |\n"

@@ -10,7 +10,7 @@ import logging
 import shutil
 from dataclasses import dataclass, field
 
-from drivers.errors import GlassesError
+from glasses_firmware.drivers.errors import GlassesError
 
 log = logging.getLogger("glasses.monitor")
 
@@ -33,7 +33,7 @@ class Monitor:
     """Samples the sensors, tracks wear and faults; the scheduler turns that into modes."""
 
     def __init__(self, imu, fuel_gauge, thermal, charger_input, clock, events,
-                 idle_timeout_s: float = 900.0):
+                 idle_timeout_s: float = 900.0, wear_unsensed: bool = False):
         self.imu, self.fuel_gauge, self.thermal = imu, fuel_gauge, thermal
         self.charger_input = charger_input   # power-good input, or None on boards without
         self.clock = clock
@@ -41,7 +41,10 @@ class Monitor:
         self.idle_timeout_s = idle_timeout_s
         self.snapshot = Snapshot()
         self.last_activity = clock.monotonic()
-        self.worn = False
+        # A machine without the IMU (drivers/absent.py) cannot tell whether the glasses are
+        # on: they count as worn, so the assistant and console stay usable, not asleep.
+        self.wear_unsensed = wear_unsensed
+        self.worn = wear_unsensed
 
     def sample(self) -> Snapshot:
         """Read every sensor now; update wear and faults (call on the loop)."""
@@ -71,7 +74,7 @@ class Monitor:
             self.events.emit("fault", f"{name} cleared")
 
     def _update_wear(self, snap: Snapshot) -> None:
-        if snap.imu is None:
+        if snap.imu is None or self.wear_unsensed:
             return  # keep the last known state while the IMU is faulty
         now = self.clock.monotonic()
         if snap.imu.woke:

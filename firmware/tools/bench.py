@@ -21,8 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
-from drivers.errors import GlassesError
-from drivers.waits import joined
+from glasses_firmware.drivers.errors import GlassesError
+from glasses_firmware.drivers.waits import joined
 
 ROUNDS = 3           # best of: this machine's bandwidth swings from run to run
 SYSTEM = ("You are the assistant inside a pair of AI glasses. Answer in one or two short "
@@ -125,11 +125,11 @@ ASR_SENTENCES = ("turn on the lights in the kitchen",
 
 async def _asr(client, m, threads: int) -> dict:
     """End of speech to text: the whole utterance is sent as the endpointer would send it."""
-    from drivers.resample import resample
+    from glasses_firmware.drivers.resample import resample
 
     from ..voice.cues import synthesize
     from ..worker.asr import Asr
-    from models.verify import verify_entry
+    from glasses_firmware.models.verify import verify_entry
     await client.transcribe(np.zeros(16000, np.float32) + 1e-3)          # load the model
     direct = Asr(verify_entry(m, m.for_role("asr")), threads)
     rows = []
@@ -180,7 +180,7 @@ async def _llama_cpp(stack, m, threads: int, out: dict):
 
 def direct_vad_ms_per_s(m, audio: np.ndarray) -> float:
     """Silero VAD via onnxruntime in this process, one thread, the same 32 ms chunks."""
-    from models.verify import verify_entry
+    from glasses_firmware.models.verify import verify_entry
     from ..worker.vad import Vad
     vad = Vad(verify_entry(m, m.for_role("vad")), 1)
     vad.probabilities(audio[:16000])
@@ -197,7 +197,7 @@ def direct_wake_ms_per_s(m, audio: np.ndarray, words) -> float:
 
     from ..worker.tflite_threads import limit_threads
     limit_threads(1)
-    from models.verify import verify_entry
+    from glasses_firmware.models.verify import verify_entry
     files = {p.stem: p for p in verify_entry(m, m.for_role("wake"))}
     features = OpenWakeWordFeatures.from_builtin(files["melspectrogram"].parent)
     models = [OpenWakeWord.from_model(files[w]) for w in words]
@@ -231,7 +231,7 @@ def _rss_mb(pid: int) -> float:
 
 
 async def run(models_dir: Path, threads: int, tokens: int, session_options=None) -> dict:
-    from models import manifest
+    from glasses_firmware.models import manifest
     from ..worker import InferenceClient
     m = manifest.load(models_dir)
     llm_dir = m.directory(m.for_role("llm"))
@@ -315,8 +315,8 @@ async def run(models_dir: Path, threads: int, tokens: int, session_options=None)
 
 def main(models_dir: Path | None, as_json: bool = False, threads: int | None = None,
          decode_tokens: int = 128, session_options=None, quality: bool = False) -> int:
-    from models import build_test
-    from models.manifest import default_models_dir
+    from glasses_firmware.models import build_test
+    from glasses_firmware.models.manifest import default_models_dir
     if models_dir is None:
         real = build_test.DEFAULT_OUT.parent / "real-build"
         models_dir = default_models_dir() or (

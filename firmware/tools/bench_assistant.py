@@ -51,7 +51,7 @@ def _sim_threads() -> set[int]:
 def _speech(text: str) -> tuple[np.ndarray, float]:
     """espeak-ng speech at 16 kHz and the time of its last voiced sample."""
     from ..voice.cues import synthesize
-    from drivers.resample import resample
+    from glasses_firmware.drivers.resample import resample
     audio, rate = synthesize(text, "en", 165)
     mono = resample(audio[:, 0] if audio.ndim == 2 else audio, rate, 16000).astype(np.float32)
     frames = mono[: len(mono) // 160 * 160].reshape(-1, 160)
@@ -113,12 +113,12 @@ def _direct_cpu_ms_per_s(m, vad_fn, wake_fn) -> float:
 
 
 async def _measure(models_dir: Path) -> dict:
-    import boards
-    from drivers.clock import SimClock
+    from glasses_firmware import boards
+    from glasses_firmware.drivers.clock import SimClock
 
     from ..app import Firmware
     from .bench import direct_vad_ms_per_s, direct_wake_ms_per_s
-    from models import manifest
+    from glasses_firmware.models import manifest
     config = boards.load("sim")
     with tempfile.TemporaryDirectory(prefix="glasses-bench-") as tmp:
         fw = Firmware(config, Path(tmp), SimClock(realtime=True), models_dir=models_dir)

@@ -1,4 +1,4 @@
-"""Calls and music latency on the sim board, through its console: `python -m firmware.tools.bench_calls`.
+"""Calls and music latency on the sim board, through its console: `python -m glasses_firmware.firmware.tools.bench_calls`.
 
 Starts `glasses run --board sim --models none` and, from the console as a wearer would,
 times (wall clock, the console polled every 10 ms, so each figure is within about 10 ms):
@@ -59,10 +59,10 @@ def _bench(client) -> dict:
 
 
 def main() -> int:
-    from firmware.console.host import ConsoleClient
+    from glasses_firmware.firmware.console.host import ConsoleClient
     with tempfile.TemporaryDirectory() as tmp:
         tty = Path(tmp) / "tty"
-        proc = subprocess.Popen([sys.executable, "-m", "firmware", "run", "--board", "sim",
+        proc = subprocess.Popen([sys.executable, "-m", "glasses_firmware.firmware", "run", "--board", "sim",
                                  "--data-dir", str(Path(tmp) / "data"), "--console", str(tty),
                                  "--models", "none"], stdout=subprocess.DEVNULL,
                                 stderr=subprocess.STDOUT)

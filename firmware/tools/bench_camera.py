@@ -17,7 +17,7 @@ import numpy as np
 import zxingcpp
 from PIL import Image
 
-from firmware.payments.scanner import FORMATS, decode
+from glasses_firmware.firmware.payments.scanner import FORMATS, decode
 
 ROUNDS = 30
 PAYLOAD = ("00020101021226370013com.example.pay0116shop-000123456752045812530370254"
@@ -39,9 +39,9 @@ def _ms(samples: list[float]) -> dict:
 
 
 def measure(rounds: int = ROUNDS) -> dict:
-    import boards
-    from drivers.bringup import Board
-    from drivers.clock import Clock
+    from glasses_firmware import boards
+    from glasses_firmware.drivers.bringup import Board
+    from glasses_firmware.drivers.clock import Clock
     out: dict = {}
     with tempfile.TemporaryDirectory() as tmp:
         config = boards.load("sim")

@@ -15,7 +15,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from firmware.capture import faces as f
+from glasses_firmware.firmware.capture import faces as f
 
 PHOTO_SIZE = (4608, 2592)
 VIDEO_SIZE = (1920, 1080)

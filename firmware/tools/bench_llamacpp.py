@@ -27,8 +27,8 @@ def available() -> bool:
 @contextlib.contextmanager
 def joined_gguf():
     """The LLM's GGUF joined from the installed packages into a temp dir (deleted after)."""
-    from models import packages
-    from models.progress import Progress
+    from glasses_firmware.models import packages
+    from glasses_firmware.models.progress import Progress
     spec = packages.load()["llm"]
     located = packages.locate(spec)
     progress = Progress()

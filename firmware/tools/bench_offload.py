@@ -1,4 +1,4 @@
-"""`python -m firmware.tools.bench_offload`: first audio with offload against on-board.
+"""`python -m glasses_firmware.firmware.tools.bench_offload`: first audio with offload against on-board.
 
 One run of the real firmware on the sim board (in this process, real time, the installed
 models), with the user's servers on loopback: llama-cpp-python's OpenAI server on the GGUF
@@ -100,7 +100,7 @@ def _tcp_ready(port: int) -> bool:
 @contextlib.contextmanager
 def gguf_file():
     """The LLM's GGUF, joined from the installed model packages (deleted after)."""
-    from firmware.tools.bench_llamacpp import joined_gguf
+    from glasses_firmware.firmware.tools.bench_llamacpp import joined_gguf
     with joined_gguf() as path:
         yield path
 
@@ -133,8 +133,8 @@ def self_signed(directory: Path) -> tuple[Path, Path]:
 @contextlib.contextmanager
 def whisper_dir():
     """The shipped Whisper as faster-whisper loads it: model.bin joined, the rest linked."""
-    from models import packages
-    from models.progress import Progress
+    from glasses_firmware.models import packages
+    from glasses_firmware.models.progress import Progress
     spec = packages.load()["asr"]
     located = packages.locate(spec)
     with tempfile.TemporaryDirectory(prefix="glasses-ct2-") as tmp:
@@ -179,7 +179,7 @@ def openai_whisper_server(model_dir: Path, log: Path, port: int | None = None) -
 @contextlib.contextmanager
 def piper_dir():
     """The glasses' Piper voice under the file names wyoming-piper looks for."""
-    from models.manifest import default_models_dir
+    from glasses_firmware.models.manifest import default_models_dir
     voice = (default_models_dir() or Path("models/installed")) / "piper-en_US-joe-medium"
     with tempfile.TemporaryDirectory(prefix="glasses-piper-") as tmp:
         for ext in (".onnx", ".onnx.json"):
@@ -196,8 +196,8 @@ def piper_server(voice_dir: Path, log: Path, port: int | None = None) -> Server:
 
 
 async def _measure(models_dir: Path, llm_url: str, asr_url: str, runs: int) -> dict:
-    import boards
-    from drivers.clock import SimClock
+    from glasses_firmware import boards
+    from glasses_firmware.drivers.clock import SimClock
 
     from ..app import Firmware
     from ..offload import settings
@@ -246,7 +246,7 @@ def measure(models_dir: Path, runs: int = RUNS) -> dict:
     """Start the servers, bench, stop them; {"offload": {...}} or {"offload": {"error"}}."""
     if missing():
         return {"offload": {"error": missing()}}
-    from drivers.errors import GlassesError
+    from glasses_firmware.drivers.errors import GlassesError
     try:
         return _measure_with_servers(models_dir, runs)
     except (GlassesError, OSError, RuntimeError) as e:
@@ -273,8 +273,8 @@ def _measure_with_servers(models_dir: Path, runs: int) -> dict:
 
 def main(argv=None) -> int:
     import argparse
-    from models.manifest import default_models_dir
-    p = argparse.ArgumentParser(prog="python -m firmware.tools.bench_offload",
+    from glasses_firmware.models.manifest import default_models_dir
+    p = argparse.ArgumentParser(prog="python -m glasses_firmware.firmware.tools.bench_offload",
                                 description="first audio with offload against on-board")
     p.add_argument("--models", type=Path, default=None, help="models directory (default: installed)")
     p.add_argument("--runs", type=int, default=RUNS)

@@ -1,6 +1,6 @@
 """What sealing costs: AES-256-GCM throughput, and a 30 s segment sealed against plain.
 
-`python -m firmware.tools.bench_sealing [--runs N] [--dir DIR] [--json]` times, in one run
+`python -m glasses_firmware.firmware.tools.bench_sealing [--runs N] [--dir DIR] [--json]` times, in one run
 side by side on the same disk: seal and open of a 30 s meeting segment (16 kHz mono WAV,
 960 KB) in memory, writing it plain (drivers/atomic.py: temp, fsync, rename, fsync dir)
 against sealed (the same, plus the seal), reading it back plain against opened, and one
@@ -15,9 +15,9 @@ from pathlib import Path
 
 import numpy as np
 
-from drivers.atomic import write_atomic
-from drivers.sealed import Sealer, read_file
-from drivers.wavio import wav_bytes
+from glasses_firmware.drivers.atomic import write_atomic
+from glasses_firmware.drivers.sealed import Sealer, read_file
+from glasses_firmware.drivers.wavio import wav_bytes
 
 RATE_HZ = 16000
 SEGMENT_S = 30.0

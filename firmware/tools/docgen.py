@@ -1,4 +1,4 @@
-"""Regenerate the docs that are made from tables: `python -m firmware.tools.docgen [--check]`.
+"""Regenerate the docs that are made from tables: `python -m glasses_firmware.firmware.tools.docgen [--check]`.
 
 docs/modes.md whole, and the generated blocks of docs/assistant.md (the voice loop) and
 docs/architecture.md (both diagrams). `--check` writes nothing and exits 1 if any is stale,
@@ -36,7 +36,7 @@ def main(argv: list[str]) -> int:
     if argv == ["--check"]:
         old = stale()
         for path in old:
-            print(f"{path} is stale: run python -m firmware.tools.docgen", file=sys.stderr)
+            print(f"{path} is stale: run python -m glasses_firmware.firmware.tools.docgen", file=sys.stderr)
         return 1 if old else 0
     for path, text in pages().items():
         if path.read_text() != text:

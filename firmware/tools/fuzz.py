@@ -23,7 +23,7 @@ import wave
 import zlib
 from pathlib import Path
 
-from drivers.devicekey import KEY_DIR
+from glasses_firmware.drivers.devicekey import KEY_DIR
 
 ROOT = Path(__file__).resolve().parents[2]
 PROMPT = "glasses> "
@@ -164,9 +164,9 @@ OUTSIDE = ["/etc/passwd", "/etc/shadow", "/dev/zero", "/dev/urandom", "/proc/sel
 
 def registry():
     """Usage strings of the registered console commands and sim subcommands, by name."""
-    from firmware.console import session  # noqa: F401 (registers every command)
-    from firmware.console.commands import REGISTRY
-    from firmware.console.sim import SUBCOMMANDS, USAGE
+    from glasses_firmware.firmware.console import session  # noqa: F401 (registers every command)
+    from glasses_firmware.firmware.console.commands import REGISTRY
+    from glasses_firmware.firmware.console.sim import SUBCOMMANDS, USAGE
     sim_usage = {u.split()[1]: u for u in USAGE}
     return ({n: c.usage for n, c in REGISTRY.items()},
             {n: sim_usage.get(n, f"sim {n}") for n in SUBCOMMANDS})
@@ -250,7 +250,7 @@ def run_lines(lines: int = 100_000, seed: int = 1, seconds: float = 3600.0, prog
         before = sorted(p.name for p in tmp.iterdir()) + ["firmware.log", "glasses.tty", KEY_DIR]
         tty = tmp / "glasses.tty"
         log = open(tmp / "firmware.log", "w+")
-        proc = subprocess.Popen([sys.executable, "-m", "firmware", "run", "--board", "sim",
+        proc = subprocess.Popen([sys.executable, "-m", "glasses_firmware.firmware", "run", "--board", "sim",
                                  "--data-dir", str(tmp / "data"), "--console", str(tty),
                                  "--models", models], cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
         res = {"seed": seed, "lines_planned": lines, "sent": 0, "ok": 0, "err": 0,

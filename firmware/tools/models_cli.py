@@ -15,7 +15,7 @@ def _models_dir(args) -> Path | None:
 
 def _models_dir_or_default(args) -> Path | None:
     """--models, else the installed default models directory if there is one (said on stderr)."""
-    from models.manifest import default_models_dir
+    from glasses_firmware.models.manifest import default_models_dir
     given = _models_dir(args)
     if given is not None:
         return given
@@ -27,8 +27,8 @@ def _models_dir_or_default(args) -> Path | None:
 
 
 def cmd_list(args) -> int:
-    from models import manifest
-    from models.verify import verify_all
+    from glasses_firmware.models import manifest
+    from glasses_firmware.models.verify import verify_all
     m = manifest.load(_models_dir_or_default(args))
     rows = verify_all(m) if args.check else [
         {"name": n, "role": e.role, "active": m.roles.get(e.role) == n, "state": "-", "detail": ""}
@@ -50,8 +50,8 @@ def cmd_list(args) -> int:
 
 
 def cmd_verify(args) -> int:
-    from models import manifest
-    from models.verify import verify_all
+    from glasses_firmware.models import manifest
+    from glasses_firmware.models.verify import verify_all
     m = manifest.load(_models_dir_or_default(args))
     rows = [r for r in verify_all(m) if r["active"] or args.all]
     if args.json:
@@ -65,8 +65,8 @@ def cmd_verify(args) -> int:
 
 
 def cmd_fetch(args) -> int:
-    from models import manifest
-    from models.fetch import fetch
+    from glasses_firmware.models import manifest
+    from glasses_firmware.models.fetch import fetch
     if _models_dir(args) is None:
         print("glasses: error: fetch needs --models DIR (where the files go)", file=sys.stderr)
         return 2
@@ -79,7 +79,7 @@ def cmd_fetch(args) -> int:
 
 
 def cmd_install(args) -> int:
-    from models.install import install
+    from glasses_firmware.models.install import install
     outcomes = install(_models_dir(args), only=args.only, force=args.force)
     built = [o for o in outcomes if o.action == "built"]
     total = sum(o.size_bytes for o in outcomes) / 1e6
@@ -90,7 +90,7 @@ def cmd_install(args) -> int:
 
 
 def cmd_build_test(args) -> int:
-    from models import build_test
+    from glasses_firmware.models import build_test
     out = Path(args.out) if args.out else (
         build_test.DEFAULT_OUT.parent / "real-build" if args.real_shapes else build_test.DEFAULT_OUT)
     path = build_test.build(out, real_shapes=args.real_shapes, builder_options=args.option or ())

@@ -29,8 +29,8 @@ import wave
 from collections import Counter
 from pathlib import Path, PurePosixPath
 
-from drivers.errors import GlassesError
-from drivers.sealed import Sealer, SealError, is_sealed, is_sealed_line, name_of
+from glasses_firmware.drivers.errors import GlassesError
+from glasses_firmware.drivers.sealed import Sealer, SealError, is_sealed, is_sealed_line, name_of
 
 ROOT = Path(__file__).resolve().parents[2]
 ACTIVITIES = ("recording", "burst", "video", "notes")
@@ -166,7 +166,7 @@ class Checker:
 
     def find_key(self, data_dir: Path) -> None:
         if self.sealer is None:
-            from drivers.devicekey import sealer_for
+            from glasses_firmware.drivers.devicekey import sealer_for
             try:
                 self.sealer = sealer_for(data_dir)
             except FileNotFoundError:
@@ -249,12 +249,12 @@ class Firmware:
 
     def __init__(self, data_dir: Path, work: Path, models_dir=None, speed: str = "1", wrap=()):
         """`wrap`: a command line to run it under (`nsenter -t PID -m --`)."""
-        from firmware.console.host import ConsoleClient
+        from glasses_firmware.firmware.console.host import ConsoleClient
         self.tty = work / "glasses.tty"
         self.tty.unlink(missing_ok=True)
         self.log = open(work / "stdout.txt", "a")
         self.proc = subprocess.Popen(
-            [*wrap, sys.executable, "-m", "firmware", "run", "--board", "sim",
+            [*wrap, sys.executable, "-m", "glasses_firmware.firmware", "run", "--board", "sim",
              "--data-dir", str(data_dir), "--console", str(self.tty), "--models", str(models_dir or "none"), "--speed", speed],
             cwd=ROOT, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True)
         deadline = time.monotonic() + BOOT_TIMEOUT_S

@@ -132,7 +132,7 @@ def wer(reference: str, hypothesis: str) -> float:
 
 def speech(text: str, voice: str, wpm: int, snr_db: float | None, seed: int = 0) -> np.ndarray:
     """espeak-ng speech at 16 kHz mono, with white noise at `snr_db` over the voiced part."""
-    from drivers.resample import resample
+    from glasses_firmware.drivers.resample import resample
 
     from ..voice.cues import synthesize_voice
     audio, rate = synthesize_voice(text, voice, wpm)

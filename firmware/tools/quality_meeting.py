@@ -83,7 +83,7 @@ QUALITY_FACTS = (
 def meeting_audio(script, voices, gap_s: float = 0.8, wpm: int = 165
                   ) -> tuple[np.ndarray, list[tuple[float, float, int, str]]]:
     """The meeting as 16 kHz mono float32, and (start s, end s, voice, text) per utterance."""
-    from drivers.resample import resample
+    from glasses_firmware.drivers.resample import resample
 
     from ..voice.cues import synthesize_voice
     parts = [np.zeros(int(0.5 * RATE_HZ), np.float32)]
@@ -101,8 +101,8 @@ def meeting_audio(script, voices, gap_s: float = 0.8, wpm: int = 165
 def write_meeting_wav(path: Path, script=TWO_VOICE_MEETING, voices=TWO_VOICES, pad_to_s: float = 0.0,
                       gap_s: float = 0.8) -> list[tuple[float, float, int, str]]:
     """A meeting WAV for `sim mic` (padded with silence to `pad_to_s`); returns its truth."""
-    from drivers.atomic import write_atomic
-    from drivers.wavio import wav_bytes
+    from glasses_firmware.drivers.atomic import write_atomic
+    from glasses_firmware.drivers.wavio import wav_bytes
     audio, truth = meeting_audio(script, voices, gap_s)
     if len(audio) < pad_to_s * RATE_HZ:
         audio = np.concatenate([audio, np.zeros(int(pad_to_s * RATE_HZ) - len(audio), np.float32)])
@@ -114,8 +114,8 @@ def write_recording(data_dir: Path, rec_id: str, audio: np.ndarray, started: flo
                     sealer=None) -> Path:
     """`recordings/<id>/` as the recorder leaves it after `record stop`: segments sealed by
     `sealer` (drivers/sealed.py), or in the clear as before sealing if it is None."""
-    from drivers.atomic import write_atomic
-    from drivers.wavio import wav_bytes
+    from glasses_firmware.drivers.atomic import write_atomic
+    from glasses_firmware.drivers.wavio import wav_bytes
     write = sealer.write if sealer is not None else write_atomic
     d = Path(data_dir) / "recordings" / rec_id
     d.mkdir(parents=True, exist_ok=True)
@@ -187,8 +187,8 @@ def facts_found(notes_text: str, facts, truth_labels: dict[int, str]) -> dict:
 async def run_notes(models_dir: Path, threads: int, script, voices, facts, progress,
                     keep_dir: Path | None = None) -> dict:
     """One scripted meeting through the real transcriber service into notes."""
-    from drivers.clock import Clock
-    from drivers.sealed import Sealer
+    from glasses_firmware.drivers.clock import Clock
+    from glasses_firmware.drivers.sealed import Sealer
 
     from ..blocking import Blocking
     from ..events import EventBus
@@ -299,7 +299,7 @@ def summary(result: dict) -> str:
 
 
 if __name__ == "__main__":
-    from models.manifest import default_models_dir
+    from glasses_firmware.models.manifest import default_models_dir
     out = asyncio.run(run(Path(sys.argv[1]) if len(sys.argv) > 1 else default_models_dir(), 2))
     print(summary(out))
     for name in ("three_voices", "two_voices"):

@@ -15,7 +15,7 @@ translation and synthesizing the first (only) sentence. The firmware adds the en
 0.5 s of silence before it knows the speech ended. Synthetic speech is clean and regular:
 these numbers are an upper bound for real voices.
 
-    python -m firmware.tools.quality_translate [MODELS_DIR] [--json]
+    python -m glasses_firmware.firmware.tools.quality_translate [MODELS_DIR] [--json]
 """
 
 import asyncio
@@ -216,7 +216,7 @@ def summary(result: dict) -> str:
 
 
 def main(argv: list[str]) -> int:
-    from models.manifest import default_models_dir
+    from glasses_firmware.models.manifest import default_models_dir
     args = [a for a in argv if a != "--json"]
     models_dir = Path(args[0]) if args else default_models_dir()
     if models_dir is None:

@@ -19,8 +19,8 @@ import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
-from drivers.clock import SimClock
-from drivers.errors import ConfigError, GlassesError
+from glasses_firmware.drivers.clock import SimClock
+from glasses_firmware.drivers.errors import ConfigError, GlassesError
 
 from ..power import modes as m
 

@@ -27,7 +27,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from drivers.errors import DeviceTimeout
+from glasses_firmware.drivers.errors import DeviceTimeout
 
 ROOT = Path(__file__).resolve().parents[2]
 ANSWER_LIMIT_S = 2.0        # a request in flight at a kill is answered within this
@@ -85,11 +85,11 @@ class Firmware:
     events: list = field(default_factory=list)     # (host monotonic s, text)
 
     def start(self, timeout_s: float = 120.0) -> None:
-        from firmware.console.host import ConsoleClient
+        from glasses_firmware.firmware.console.host import ConsoleClient
         tty = self.tmp / "glasses.tty"
         self.log = open(self.tmp / "firmware.log", "w")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "firmware", "run", "--board", "sim", "--data-dir",
+            [sys.executable, "-m", "glasses_firmware.firmware", "run", "--board", "sim", "--data-dir",
              str(self.tmp / "data"), "--console", str(tty), "--models", str(self.models_dir)],
             cwd=ROOT, stdout=self.log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 30

@@ -14,9 +14,9 @@ import logging
 import time
 from pathlib import Path
 
-from drivers.atomic import write_atomic
-from drivers.errors import GlassesError
-from drivers.wavio import wav_bytes
+from glasses_firmware.drivers.atomic import write_atomic
+from glasses_firmware.drivers.errors import GlassesError
+from glasses_firmware.drivers.wavio import wav_bytes
 
 from ..power import modes as m
 from ..tasks import spawn

@@ -10,7 +10,7 @@ import logging
 import re
 import time
 
-from drivers.errors import GlassesError
+from glasses_firmware.drivers.errors import GlassesError
 
 from ..ports import EventSink, LanguageModels, ModeGate, Speaks
 from ..worker.errors import RequestCancelled, not_ready

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import numpy as np
 
-from drivers.errors import GlassesError
-from drivers.wavio import read_wav
+from glasses_firmware.drivers.errors import GlassesError
+from glasses_firmware.drivers.wavio import read_wav
 
 from ..tasks import spawn
 

@@ -12,7 +12,7 @@ import asyncio
 import logging
 import time
 
-from drivers.errors import DeviceTimeout, GlassesError
+from glasses_firmware.drivers.errors import DeviceTimeout, GlassesError
 
 from ..ports import Blocking, Clock, EventSink, Microphones
 

@@ -4,7 +4,7 @@ The segmenter, the buttons, the console and the turn itself produce events; `Voi
 is the only way the loop's state changes. An event the current state does not declare is
 ignored (a tap while the glasses are asleep, a late "answered" after a barge-in) and logged,
 never an error: voice events arrive whenever people act. The diagram in docs/assistant.md
-and docs/architecture.md is generated from these tables (`python -m firmware.tools.docgen`).
+and docs/architecture.md is generated from these tables (`python -m glasses_firmware.firmware.tools.docgen`).
 """
 
 import logging

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
-from drivers.errors import GlassesError
+from glasses_firmware.drivers.errors import GlassesError
 
 from ..ports import Blocking, Frames, TextModels
 from ..worker.errors import not_ready

@@ -11,7 +11,7 @@ grammar missed (an accent, a noisy room, a politer phrasing) still acts.
 import asyncio
 import logging
 
-from drivers.errors import GlassesError
+from glasses_firmware.drivers.errors import GlassesError
 
 from ..ports import LanguageModels, VoiceModels
 from ..worker.errors import not_ready

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from drivers.errors import GlassesError
+from glasses_firmware.drivers.errors import GlassesError
 
 log = logging.getLogger("glasses.voice")
 

@@ -8,7 +8,7 @@ sentence that cannot be spoken plays the error earcon instead, so nothing fails 
 import logging
 import time
 
-from drivers.errors import GlassesError
+from glasses_firmware.drivers.errors import GlassesError
 
 from ..ports import Blocking, Clock, Earcons, EventSink, Speaker, VoiceModels
 from .cues import PLAY_TIMEOUT_S, synthesize

@@ -23,7 +23,7 @@ import statistics
 import time
 from dataclasses import dataclass
 
-from drivers.errors import GlassesError
+from glasses_firmware.drivers.errors import GlassesError
 
 from ..ports import EventSink, LanguageModels, ModeGate, Speaks
 from ..tasks import spawn

@@ -20,7 +20,7 @@ import json
 
 import numpy as np
 
-from drivers.errors import ConfigError
+from glasses_firmware.drivers.errors import ConfigError
 
 from . import mel
 from .errors import BadInput

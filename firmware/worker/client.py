@@ -24,7 +24,7 @@ import time
 
 import numpy as np
 
-from drivers.errors import ConfigError
+from glasses_firmware.drivers.errors import ConfigError
 
 from . import protocol as P
 from .errors import BadInput, DeadlineExceeded, RequestCancelled, WorkerCrashed, from_worker

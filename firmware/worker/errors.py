@@ -1,6 +1,6 @@
 """Errors a caller of the inference client sees; each says what happened to which request."""
 
-from drivers.errors import GlassesError
+from glasses_firmware.drivers.errors import GlassesError
 
 
 class WorkerError(GlassesError, RuntimeError):
@@ -53,8 +53,8 @@ def not_ready(client, what: str) -> str:
 
 def from_worker(kind: str, message: str) -> Exception:
     """The client-side exception for an `error` message from the worker."""
-    from models.manifest import ModelNotInstalled
-    from models.verify import ModelCorrupt, ModelMissing
+    from glasses_firmware.models.manifest import ModelNotInstalled
+    from glasses_firmware.models.verify import ModelCorrupt, ModelMissing
     known = {"ModelMissing": ModelMissing, "ModelCorrupt": ModelCorrupt,
              "ModelNotInstalled": ModelNotInstalled, "DeadlineExceeded": DeadlineExceeded,
              "BadInput": BadInput}

@@ -9,7 +9,7 @@ import re
 
 import numpy as np
 
-from drivers.errors import GlassesError
+from glasses_firmware.drivers.errors import GlassesError
 
 
 MARGIN_S = 0.3

@@ -10,7 +10,7 @@ import json
 
 import onnxruntime_genai as og
 
-from drivers.errors import GlassesError
+from glasses_firmware.drivers.errors import GlassesError
 
 MIN_NEW_TOKENS = 1
 PREFILL_CHUNK = 128   # tokens per append_tokens call

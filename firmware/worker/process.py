@@ -17,8 +17,8 @@ import threading
 import time
 import traceback
 
-from drivers.errors import GlassesError
-from drivers.waits import joined
+from glasses_firmware.drivers.errors import GlassesError
+from glasses_firmware.drivers.waits import joined
 
 from . import protocol as P
 from .roles import Roles

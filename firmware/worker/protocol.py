@@ -17,7 +17,7 @@ from multiprocessing import shared_memory
 
 import numpy as np
 
-from drivers.errors import GlassesError
+from glasses_firmware.drivers.errors import GlassesError
 
 PROTOCOL_VERSION = 1
 

@@ -9,9 +9,9 @@ import time
 
 import numpy as np
 
-from drivers.errors import ConfigError
-from models import manifest as manifest_mod
-from models.verify import verify_entry
+from glasses_firmware.drivers.errors import ConfigError
+from glasses_firmware.models import manifest as manifest_mod
+from glasses_firmware.models.verify import verify_entry
 
 from . import protocol as P
 from .asr import Asr

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import onnxruntime as ort
 
-from drivers.errors import GlassesError
+from glasses_firmware.drivers.errors import GlassesError
 
 
 class SessionError(GlassesError, RuntimeError):

@@ -21,7 +21,7 @@ import signal
 import time
 from dataclasses import dataclass
 
-from drivers.clock import Clock
+from glasses_firmware.drivers.clock import Clock
 
 from . import protocol as P
 from .errors import WorkerCrashed, WorkerDegraded, WorkerUnavailable, from_worker

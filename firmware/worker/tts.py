@@ -27,7 +27,7 @@ import wave
 
 import numpy as np
 
-from drivers.errors import ConfigError, GlassesError
+from glasses_firmware.drivers.errors import ConfigError, GlassesError
 
 from .sessions import make_session
 

@@ -8,7 +8,7 @@ features keep their 8 s window and samples short of a whole step wait for the ne
 
 import numpy as np
 
-from drivers.errors import GlassesError
+from glasses_firmware.drivers.errors import GlassesError
 
 CHUNK = 1280  # 80 ms at 16 kHz, the feature extractor's step
 FEATURE_MODELS = ("melspectrogram", "embedding_model")
