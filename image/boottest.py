@@ -171,11 +171,19 @@ def _boot_files(img: Path, work: Path) -> tuple[Path, Path, str]:
     kernel, initrd = work / "kernel8.img", work / "initramfs8"
     kernel.write_bytes(fat.read("kernel8.img"))
     initrd.write_bytes(fat.read("initramfs8"))
-    cmdline = fat.read("cmdline.txt").decode().strip()
+    return kernel, initrd, qemu_cmdline(fat.read("cmdline.txt").decode())
+
+
+def qemu_cmdline(cmdline_txt: str) -> str:
+    """The image's cmdline.txt as the kernel gets it on the virt machine."""
+    lines = [line for line in cmdline_txt.splitlines() if line.strip()]
+    if len(lines) != 1:
+        raise FlashError(f"cmdline.txt has {len(lines)} lines; the kernel reads one")
     # What the Pi's firmware does to cmdline.txt: serial0 is the console UART's real name.
-    cmdline = cmdline.replace("console=serial0", "console=ttyAMA0")
-    cmdline += f" console={LOG_CONSOLE},115200 systemd.show_status=0 systemd.journald.forward_to_console=1"
-    return kernel, initrd, cmdline
+    tokens = [t.replace("console=serial0", "console=ttyAMA0") for t in lines[0].split()]
+    # The boot log's console last: /dev/console, where systemd writes, is the last one.
+    return " ".join(tokens + [f"console={LOG_CONSOLE},115200", "systemd.show_status=0",
+                              "systemd.journald.forward_to_console=1"])
 
 
 def _unit_lines(log: str, unit: str, n: int = 30) -> list[str]:

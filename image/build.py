@@ -91,6 +91,24 @@ def plan(o: BuildOptions):
     return board, sec, model_hashes, wheel_files, grow, base_size
 
 
+def _first_boot_bytes(wheel_files, deb_files) -> int:
+    """What the first boot writes: the wheels unpacked (plus a quarter for byte code and
+    pip's bookkeeping) and the .debs' Installed-Size."""
+    import zipfile
+    unpacked = 0
+    for w in wheel_files:
+        with zipfile.ZipFile(w) as z:
+            unpacked += sum(i.file_size for i in z.infolist())
+    unpacked = unpacked * 5 // 4
+    if deb_files:
+        dpkg = require("dpkg-deb")["dpkg-deb"]
+        for d in deb_files:
+            out = subprocess.run([dpkg, "-f", str(d), "Installed-Size"], capture_output=True, text=True,
+                                 env=tool_env())
+            unpacked += int(out.stdout.strip() or 0) * 1024
+    return unpacked
+
+
 def _check_base(part: Path, base: Path) -> tuple[disk.Table, disk.Partition, disk.Partition]:
     try:
         table = disk.read_table(part)
@@ -167,6 +185,13 @@ def build(o: BuildOptions) -> dict:
             deb_files = []
             say("build: --wheels given without --debs: no system packages bundled "
                 f"({', '.join(debs.SYSTEM_PACKAGES)} must then be on the base already)")
+
+        # The first boot unpacks the wheels into the venv and installs the .debs: the root
+        # needs room for both beside the files themselves (the base's own free space aside).
+        needed = _first_boot_bytes(wheel_files, deb_files) + sum(f.stat().st_size for f in (*wheel_files, *deb_files))
+        needed += sum((o.models / r).stat().st_size for r in model_hashes) if o.models else 0
+        if o.grow_mb is None:
+            grow = max(grow, -(-(needed + MARGIN) // (64 * MIB)) * 64 * MIB)
 
         root_file = work / "root.ext4"
         disk.new_sparse(root_file, root.length)

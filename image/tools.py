@@ -26,6 +26,9 @@ TOOLS = {
     "dd": "coreutils", "sync": "coreutils",
     "bmaptool": "bmap-tools",
     "shellcheck": "shellcheck",
+    "mmdebstrap": "mmdebstrap qemu-user-static binfmt-support",     # flash.sh base
+    "qemu-system-aarch64": "qemu-system-arm", "qemu-img": "qemu-utils",   # flash.sh boot-test
+    "apt-get": "apt", "dpkg-deb": "dpkg",
     "rpiboot": "rpiboot (Raspberry Pi OS; elsewhere build it from the raspberrypi/usbboot repository)",
 }
 

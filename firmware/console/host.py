@@ -155,8 +155,10 @@ def format_report(r: dict) -> str:
                      f"worn {s.get('worn')}, {s.get('temperature_c')} C, "
                      f"{s.get('storage', {}).get('free_mb')} MB free")
     for d in r.get("selftest", {}).get("devices", []):
-        mark = "ok" if d["ok"] else ("FAIL" if d["required"] else "warn")
+        mark = "ok" if d["ok"] else "MISS" if d.get("missing") else ("FAIL" if d["required"] else "warn")
         lines.append(f"  {d['device']:<12} {mark:<4} {d['detail']}")
+    for name, why in s.get("missing", {}).items() if s else ():
+        lines.append(f"missing   {name}: {why}")
     for name, err in r["errors"].items():
         lines.append(f"error     {name}: {err}")
     lines.append("result    " + ("PASS" if r["ok"] else

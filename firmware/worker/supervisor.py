@@ -16,6 +16,7 @@ real time even when the firmware's clock is simulated; the injected clock paces 
 
 import asyncio
 import logging
+import os
 import multiprocessing as mp
 import signal
 import time
@@ -53,10 +54,25 @@ def diagram() -> str:
     return "\n".join(lines)
 
 
+def cpu_seconds(pid: int) -> float | None:
+    """User + system CPU time of a process from /proc (None where there is no /proc)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            fields = f.read().rsplit(b")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    if fields[0] in (b"T", b"t", b"Z"):        # stopped, traced or dead: not computing
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 @dataclass(frozen=True)
 class SupervisorSettings:
     heartbeat_interval_s: float = 0.5
     heartbeat_timeout_s: float = 10.0   # long native calls (a 1000-token prefill) hold the GIL
+    # ...so a silent worker that is burning CPU is busy, not hung: it gets this long before it
+    # counts as hung (a slow or emulated CPU, a long prompt); a stopped or blocked one does not.
+    busy_timeout_s: float = 120.0
     start_timeout_s: float = 120.0      # loading the LLM at preload
     backoff_s: tuple[float, ...] = (0.5, 2.0, 8.0)
     crash_loop_count: int = 3
@@ -214,13 +230,22 @@ class Supervisor:
 
     async def _watchdog(self) -> None:
         s = self.settings
+        tick = min(s.heartbeat_interval_s, s.heartbeat_timeout_s / 4)
+        cpu_before = None
         while self.state != "stopped":
-            await asyncio.sleep(min(s.heartbeat_interval_s, s.heartbeat_timeout_s / 4))
+            await asyncio.sleep(tick)
             if self.proc is None:
+                cpu_before = None
                 continue
             silent = time.monotonic() - self.last_hb
+            cpu = cpu_seconds(self.proc.pid)
+            busy = cpu is not None and cpu_before is not None and cpu - cpu_before > 0.2 * tick
+            cpu_before = cpu
             if self.state == "ready" and silent > s.heartbeat_timeout_s:
-                self._failed(f"sent no heartbeat for {silent:.1f} s (hung or stopped)")
+                if busy and silent <= s.busy_timeout_s:
+                    continue      # computing in a native call that holds the GIL
+                how = "computing without a heartbeat" if busy else "hung or stopped"
+                self._failed(f"sent no heartbeat for {silent:.1f} s ({how})")
             elif self.state in ("starting", "restarting") and silent > s.start_timeout_s:
                 self._failed(f"did not become ready within {s.start_timeout_s:.0f} s")
 
