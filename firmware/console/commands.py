@@ -27,14 +27,15 @@ class Command:
     summary: str
     handler: Callable[..., Awaitable[list[str]]]
     raw: bool = False    # the handler gets the rest of the line as one argument, unparsed
+    timeout_s: float | None = None   # None: the console's COMMAND_TIMEOUT_S
 
 
 REGISTRY: dict[str, Command] = {}
 
 
-def command(name: str, usage: str, summary: str, raw: bool = False):
+def command(name: str, usage: str, summary: str, raw: bool = False, timeout_s: float | None = None):
     def register(fn):
-        REGISTRY[name] = Command(name, usage, summary, fn, raw)
+        REGISTRY[name] = Command(name, usage, summary, fn, raw, timeout_s)
         return fn
     return register
 

@@ -69,8 +69,11 @@ async def cmd_record(session, args):
     return await run_action(session, "record", f"record_{args[0]}", {})
 
 
+# A turn is bounded by the assistant's own limits (tokens, the worker's heartbeat); the
+# console's guard only catches a stuck one, and a slow CPU (an emulator, a CM4 under load)
+# may take minutes to answer.
 @command("ask", "ask TEXT", "a text turn for the assistant: the reply is spoken and printed",
-         raw=True)
+         raw=True, timeout_s=600.0)
 async def cmd_ask(session, args):
     text = " ".join(args).strip()
     if not text:

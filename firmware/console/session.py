@@ -117,6 +117,7 @@ class Session:
             return [f"ERR {line.error}"]
         if not line.text:
             return ["OK"]
+        limit = COMMAND_TIMEOUT_S
         try:
             name, *tail = line.text.split(None, 1)
             cmd = REGISTRY.get(name)
@@ -126,10 +127,11 @@ class Session:
                 raise CommandError(f"unknown command '{name[:40]}'; type help for the list")
             if not self.gate.allows(name):
                 raise CommandError("console locked; type login PIN first")
-            lines = await asyncio.wait_for(cmd.handler(self, rest), COMMAND_TIMEOUT_S)
+            limit = cmd.timeout_s or COMMAND_TIMEOUT_S
+            lines = await asyncio.wait_for(cmd.handler(self, rest), limit)
             return [_safe(x) for x in lines] + ["OK"]
         except asyncio.TimeoutError:
-            return [f"ERR '{line.text[:40]}' did not finish within {COMMAND_TIMEOUT_S:g} s; "
+            return [f"ERR '{line.text[:40]}' did not finish within {limit:g} s; "
                     "check log, then retry"]
         except GlassesError as e:
             return [f"ERR {_one_line(e)}"]
