@@ -1,7 +1,7 @@
 """Atomic file writes: temp file in the same directory, fsync, rename, fsync the dir.
 
 A reader (or a power cut) sees either the old file or the whole new one, never a
-truncated one. DESIGN.md 5.4 requires this for everything in the data directory.
+truncated one. docs/contracts.md (data directory) requires this for everything in it.
 """
 
 import contextlib

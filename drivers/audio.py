@@ -189,7 +189,7 @@ class Microphones:
         if not self.running:
             raise DeviceError(f"{self.name}: not started")
         if frames > self._ring.capacity_frames:
-            raise ValueError(f"{self.name}: {frames} frames exceed the "
+            raise ConfigError(f"{self.name}: {frames} frames exceed the "
                              f"{self._ring.capacity_frames}-frame buffer")
         if not self._wait_ring(lambda: self._ring.available >= frames, timeout_s):
             raise DeviceTimeout(

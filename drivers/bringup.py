@@ -18,7 +18,7 @@ from .audio import Microphones
 from .speaker import Speaker
 from .buttons import GestureButton
 from .camera import Camera
-from .errors import BusError, ConfigError, DeviceMissing, GlassesError
+from .errors import BusError, ConfigError, DeviceError, DeviceMissing, GlassesError
 from .i2c import I2CDevice
 from .interlock import InterlockedCamera
 from .leds import PrivacyLED, StatusLED
@@ -386,7 +386,7 @@ class Board:
         self._camera = self._privacy_led = None
         self._close_endpoints()
         if errors:
-            raise RuntimeError("closing the board: " + "; ".join(errors))
+            raise DeviceError("closing the board: " + "; ".join(errors))
 
     def _close_endpoints(self) -> None:
         closers, self._ep.closers = self._ep.closers, []

@@ -91,7 +91,7 @@ class Speaker:
     @volume.setter
     def volume(self, value: float) -> None:
         if not 0.0 <= value <= 1.0:  # also rejects NaN
-            raise ValueError(f"{self.name}: volume {value} outside 0..1")
+            raise ConfigError(f"{self.name}: volume {value} outside 0..1")
         self._volume = float(value)
 
     @property
@@ -106,14 +106,14 @@ class Speaker:
     def _prepare(self, samples: np.ndarray, rate_hz: int) -> np.ndarray:
         x = np.asarray(samples)
         if not np.issubdtype(x.dtype, np.floating):
-            raise ValueError(f"{self.name}: samples must be float in [-1, 1], got {x.dtype}")
+            raise ConfigError(f"{self.name}: samples must be float in [-1, 1], got {x.dtype}")
         if x.ndim == 1:
             x = x[:, None]
         if x.ndim != 2 or x.shape[1] not in (1, self.channels) and self.channels != 1:
-            raise ValueError(f"{self.name}: cannot play shape {np.shape(samples)} on "
+            raise ConfigError(f"{self.name}: cannot play shape {np.shape(samples)} on "
                              f"{self.channels} channel(s)")
         if rate_hz <= 0:
-            raise ValueError(f"{self.name}: bad sample rate {rate_hz}")
+            raise ConfigError(f"{self.name}: bad sample rate {rate_hz}")
         x = np.nan_to_num(x.astype(np.float32), nan=0.0, posinf=1.0, neginf=-1.0)
         if x.shape[1] != self.channels:
             x = x.mean(axis=1, keepdims=True) if self.channels == 1 else x

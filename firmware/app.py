@@ -44,7 +44,7 @@ from .voice.conversation import Conversation
 from .voice.cues import Cues
 from .voice.hub import AudioHub
 from .voice.reading import Reader
-from .voice.router import Router
+from .voice.actions import ActionRouter
 from .voice.speech import SpeechOut
 from .voice.translator import Translator
 
@@ -176,7 +176,7 @@ class Firmware:
         self.payments = Payments(Scanner(self.capture, self.blocking, clock), self.phone,
                                  self.speech, self.events, clock, self.blocking, self.data_dir,
                                  worn=lambda: self.fresh_conditions().worn)
-        self.router = Router(self.capture, self.recorder, board.speaker, self.conversation, clock,
+        self.router = ActionRouter(self.capture, self.recorder, board.speaker, self.conversation, clock,
                              self.fresh_conditions, self.data_dir, translator=self.translator,
                              reader=self.reader, payments=self.payments, privacy=self.capture,
                              calls=self.calls, media=self.media, sealer=self.sealer)
@@ -369,7 +369,7 @@ async def serve(fw: Firmware, console: str) -> int:
 
 def run_firmware(config, data_dir: Path, clock, console: str = "none", speed: str = "1",
                  models_dir=None) -> int:
-    from .vloop import VirtualTimeLoop
+    from .virtualtime import VirtualTimeLoop
     data_dir = Path(data_dir)
     prepare_data_dir(data_dir)
     tail = LogTail()

@@ -100,7 +100,9 @@ def debootstrap(spec: BaseSpec, tar: Path) -> None:
         say("base: not root; mmdebstrap will try its unshare mode (needs user namespaces)")
     _check_binfmt(spec.arch)
     part = tar.with_suffix(".tar.part")
-    cmd = [tools["mmdebstrap"], f"--arch={spec.arch}", f"--variant={spec.variant}",
+    # --format: mmdebstrap picks its output's format from the name, and ".part" would make
+    # it a directory.
+    cmd = [tools["mmdebstrap"], "--format=tar", f"--arch={spec.arch}", f"--variant={spec.variant}",
            f"--include={','.join(spec.packages)}", "--aptopt=Acquire::Retries=3",
            spec.suite, str(part), spec.mirror]
     say(f"base: mmdebstrap {spec.suite} {spec.arch}, {len(spec.packages)} packages and their "

@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from glasses_firmware import boards
-from . import disk
+from . import disk, rootfs, verify
 from .fatfs import FatPartition
 from .tools import FlashError, require, say
 
@@ -38,6 +38,7 @@ QEMU = ["-M", "virt", "-cpu", "cortex-a76", "-smp", "4", "-m", "4G", "-nic", "no
         "-display", "none", "-monitor", "none"]
 LOG_CONSOLE = "ttyS0"          # the PCI 16550 carrying the boot log (8250_pci is built in)
 QUESTION = "what is the capital of France?"
+OFFLOAD_PROBE = "192.0.2.10"    # TEST-NET-1: never routed; -nic none has no route anyway
 
 
 @dataclass
@@ -57,6 +58,7 @@ class Report:
     phases: dict[str, float] = field(default_factory=dict)
     transcript: list[str] = field(default_factory=list)
     found: list[str] = field(default_factory=list)
+    sandbox: dict = field(default_factory=dict)
 
 
 class BootFailed(FlashError):
@@ -102,10 +104,12 @@ class Machine:
         except FileNotFoundError:
             return ""
 
-    def wait_log(self, pattern: str, deadline_s: float, what: str, fail: str | None = None) -> re.Match:
+    def wait_log(self, pattern: str, deadline_s: float, what: str, fail: str | None = None,
+                 since: int = 0) -> re.Match:
+        """The first match of `pattern` in the boot log after character `since`."""
         end = time.monotonic() + deadline_s
         while True:
-            text = self.log()
+            text = self.log()[since:]
             m = re.search(pattern, text)
             if m:
                 return m
@@ -264,6 +268,9 @@ def boot_test(board_name: str, img: Path | None, work: Path | None = None,
             raise BootFailed(f"the assistant did not answer Paris: {answer.error or answer.lines}")
         _phase(report, "ask answered", t)
         _check_watchdog(client, machine, report)
+        t = time.monotonic()
+        _check_sandbox(client, machine, report, deadlines.console, img, board)
+        _phase(report, "sandbox: score and offload allow-list", t)
         client.close()
         t = time.monotonic()
         machine.qmp("system_powerdown")
@@ -300,7 +307,8 @@ def boot_test(board_name: str, img: Path | None, work: Path | None = None,
     total = round(time.monotonic() - started, 1)
     report.phases["total"] = total
     (work / "report.json").write_text(json.dumps({"phases": report.phases, "transcript": report.transcript,
-                                                  "found": report.found}, indent=2) + "\n")
+                                                  "found": report.found,
+                                                  "sandbox": report.sandbox}, indent=2) + "\n")
     say(f"boot-test: passed in {total:.0f} s; report in {work / 'report.json'}")
     return report
 
@@ -343,3 +351,23 @@ def _check_watchdog(client, machine: Machine, report: Report) -> None:
     restarts = re.findall(r"glasses\.service: Scheduled restart job", machine.log())
     if restarts:
         raise BootFailed(f"glasses.service restarted {len(restarts)} time(s): a crash loop")
+
+
+def _check_sandbox(client, machine: Machine, report: Report, deadline_s: float, img: Path, board) -> None:
+    """systemd-analyze's score for glasses.service, and glasses-netallow widening the
+    allow-list to an offload server set on the console, then back to loopback."""
+    score, rating = verify.exposure(verify.Image(img, board).root.read(rootfs.UNIT).decode())
+    report.transcript.append(f"$ systemd-analyze security --offline=true glasses.service  -> {score} {rating}")
+    report.sandbox = {"exposure": score, "rating": rating}
+    if score > verify.MAX_EXPOSURE:
+        raise BootFailed(f"glasses.service's exposure is {score} {rating}, over {verify.MAX_EXPOSURE}")
+    for line, allowed in ((f"offload set llm openai http://{OFFLOAD_PROBE}:8080/v1", f"localhost {OFFLOAD_PROBE}"),
+                          ("offload off all", "localhost")):
+        since = len(machine.log())
+        reply = client.command(line, 60)
+        _said(report, line, reply)
+        if not reply.ok:
+            raise BootFailed(f"{line}: {reply.error}")
+        machine.wait_log(rf"glasses-netallow: glasses\.service may reach {re.escape(allowed)}[\r\n]", deadline_s,
+                         f"glasses-netallow after `{line}`", fail=r"glasses-netallow: systemctl.*", since=since)
+        report.transcript.append(f"  (journal: glasses-netallow: glasses.service may reach {allowed})")

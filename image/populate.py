@@ -71,6 +71,8 @@ def populate(fs: ExtFS, board, *, stage: Path, epoch: int, wheels: list[Path], d
     generated = {
         rootfs.UNIT: rootfs.unit_text(board, service.user, service.groups, with_models),
         rootfs.FIRSTBOOT_UNIT: rootfs.FIRSTBOOT_UNIT_TEXT,
+        rootfs.NETALLOW_UNIT: rootfs.netallow_unit_text(board),
+        rootfs.NETALLOW_PATH: rootfs.netallow_path_text(board),
         rootfs.FIRSTBOOT_SH: rootfs.FIRSTBOOT_SH_TEXT,
         rootfs.EEPROM_CONF: rootfs.eeprom_text(board),
         rootfs.WATCHDOG_CONF: rootfs.WATCHDOG_CONF_TEXT,
@@ -113,7 +115,7 @@ def populate(fs: ExtFS, board, *, stage: Path, epoch: int, wheels: list[Path], d
         edits.dir(f"{rootfs.MODELS}/{sub}")
     for rel in sorted(model_hashes):
         edits.file(f"{rootfs.MODELS}/{rel}", (models_dir / rel).resolve(), 0o644)
-    for unit in (rootfs.UNIT, rootfs.FIRSTBOOT_UNIT):
+    for unit in (rootfs.UNIT, rootfs.FIRSTBOOT_UNIT, rootfs.NETALLOW_PATH):
         edits.link(f"{rootfs.WANTS}/{os.path.basename(unit)}", unit)
     edits.link(rootfs.getty_unit(board), "/dev/null")
     _add_missing_parents(fs, edits)

@@ -20,7 +20,7 @@ from glasses_firmware.drivers.errors import GlassesError
 from . import bmap, bootcfg, disk, rootfs, wheels
 from .extfs import ExtFS, fsck
 from .fatfs import FatPartition
-from .tools import FlashError, require, run
+from .tools import FlashError, require, run, which
 
 OK, FAIL, WARN, SKIP = "ok", "FAIL", "warn", "skip"
 APT_FILES = {   # file in the root -> apt package the firmware needs from the base image
@@ -135,6 +135,45 @@ def check_unit(im: Image):
         problems.append("ExecStart does not run the firmware from the venv")
     return (FAIL, "; ".join(problems)) if problems else \
         (OK, f"Type=notify WatchdogSec={keys['WatchdogSec']} Restart=on-failure User={keys['User']}")
+
+
+def check_sandbox(im: Image):
+    """The unit's network sandbox as the build wrote it: loopback only, unless widened at
+    run time by glasses-netallow (whose path unit must be enabled for that)."""
+    text = im.root.read(rootfs.UNIT).decode()
+    have = set(re.findall(r"^(\w+=.*)$", text, re.M))
+    want = set(rootfs.SANDBOX.splitlines())
+    missing = sorted(want - have)
+    if missing:
+        return FAIL, f"glasses.service lacks {', '.join(missing[:3])}" + (" ..." if len(missing) > 3 else "")
+    return OK, f"{len(want)} sandbox settings, IPAddressDeny=any IPAddressAllow=localhost"
+
+
+# systemd's "OK" band ends at 4.9; "MEDIUM" begins above it.
+MAX_EXPOSURE = 5.0
+EXPOSURE = re.compile(r"Overall exposure level for \S+: ([\d.]+) (\w+)")
+
+
+def exposure(unit_text: str) -> tuple[float, str]:
+    """systemd-analyze's offline score for a unit file: (exposure, rating), 0 best, 10 worst."""
+    with tempfile.TemporaryDirectory() as tmp:
+        unit = Path(tmp, os.path.basename(rootfs.UNIT))
+        unit.write_text(unit_text)
+        # It exits 1 when the score is over its --threshold (default 100): never here.
+        out = run(["systemd-analyze", "security", "--offline=true", "--no-pager", str(unit)],
+                  what="systemd-analyze security").stdout.decode()
+    found = EXPOSURE.search(out)
+    if not found:
+        raise FlashError(f"systemd-analyze security printed no overall exposure: {out[-200:]!r}")
+    return float(found.group(1)), found.group(2)
+
+
+def check_exposure(im: Image):
+    if not which("systemd-analyze"):
+        return SKIP, "no systemd-analyze on this machine (apt-get install systemd)"
+    score, rating = exposure(im.root.read(rootfs.UNIT).decode())
+    detail = f"systemd-analyze security: {score} {rating} (at most {MAX_EXPOSURE})"
+    return (OK if score <= MAX_EXPOSURE else FAIL), detail
 
 
 def _enabled(unit: str):
@@ -258,6 +297,9 @@ CHECKS = [
     ("glasses.service", check_unit),
     ("glasses.service enabled", _enabled(rootfs.UNIT)),
     ("glasses-firstboot.service enabled", _enabled(rootfs.FIRSTBOOT_UNIT)),
+    ("glasses.service sandbox", check_sandbox),
+    ("glasses.service exposure", check_exposure),
+    ("glasses-netallow.path enabled", _enabled(rootfs.NETALLOW_PATH)),
     ("serial getty", check_getty),
     ("owners and modes", check_owners),
     ("board file", check_board_file),

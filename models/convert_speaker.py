@@ -10,7 +10,7 @@ normalisation), loads `pretrained.pt` into it after checking every tensor's name
 shape, exports `encoder.onnx` (input `mels` float32 [batch, frames, 40], output
 `embedding` float32 [batch, 256]; batch and frames dynamic), checks the ONNX against
 torch on random input (exit status 3 on a mismatch: the install refuses the model), and
-writes `speaker_config.json`, the contract with the runtime (firmware/worker/speaker.py).
+writes `speaker_config.json`, the contract with the runtime (firmware/worker/voiceprint.py).
 
 `build_random(out)` writes the same two files with a small seeded random LSTM (onnx
 helper API, no torch): mechanics only, its embeddings say nothing about a voice.

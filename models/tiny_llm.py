@@ -21,6 +21,8 @@ TINY = dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_atte
             num_key_value_heads=2, vocab_size=1024, max_position_embeddings=4096)
 REAL = dict(hidden_size=896, intermediate_size=4864, num_hidden_layers=24, num_attention_heads=14,
             num_key_value_heads=2, vocab_size=151936, max_position_embeddings=32768)
+# The builder converts a toy model in seconds and the real one in minutes; an hour is a hang.
+BUILDER_TIMEOUT_S = 3600
 SPECIALS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
 CHAT_TEMPLATE = (
     "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n"
@@ -98,7 +100,11 @@ def run_builder(hf_dir: Path, out_dir: Path, cache_dir: Path, options: dict[str,
            "-o", str(out_dir), "-p", "int4", "-e", "cpu", "-c", str(cache_dir)]
     if extra:
         cmd += ["--extra_options", *extra]
-    proc = subprocess.run(cmd, capture_output=True, text=True)
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=BUILDER_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        raise RuntimeError(f"onnxruntime-genai builder did not finish in {BUILDER_TIMEOUT_S} s: "
+                           f"{' '.join(cmd)}") from None
     if proc.returncode != 0:
         raise RuntimeError("onnxruntime-genai builder failed:\n" + proc.stderr[-3000:])
     # The KV buffer is allocated for max_length up front (past_present_share_buffer):

@@ -37,6 +37,8 @@ TASK_TOKENS = ("<|translate|>", "<|transcribe|>", "<|startoflm|>", "<|startofpre
                "<|nocaptions|>", "<|notimestamps|>")
 SPECIALS = (["<|endoftext|>", "<|startoftranscript|>"] + [f"<|{c}|>" for c in LANGUAGES]
             + list(TASK_TOKENS))
+# The builder converts a toy model in seconds and the real one in minutes; an hour is a hang.
+BUILDER_TIMEOUT_S = 3600
 TEXT_VOCAB = 512
 # Whisper base's layout at a fraction of the width; the encoder input stays 80 x 3000
 # (so 1500 positions after the stride-2 convolution) because that is the I/O under test.
@@ -106,7 +108,11 @@ def write_hf_folder(hf_dir: Path, seed: int = 0) -> None:
 def run_builder(hf_dir: Path, out_dir: Path, cache_dir: Path, precision: str) -> None:
     cmd = [sys.executable, "-m", "onnxruntime_genai.models.builder", "-i", str(hf_dir),
            "-o", str(out_dir), "-p", precision, "-e", "cpu", "-c", str(cache_dir)]
-    proc = subprocess.run(cmd, capture_output=True, text=True)
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=BUILDER_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        raise RuntimeError(f"onnxruntime-genai builder did not finish in {BUILDER_TIMEOUT_S} s: "
+                           f"{' '.join(cmd)}") from None
     if proc.returncode != 0:
         raise RuntimeError("onnxruntime-genai builder failed:\n" + proc.stderr[-3000:])
     # Our tokenizer and config, byte for byte (the builder re-saves the tokenizer through

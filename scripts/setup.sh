@@ -10,7 +10,7 @@ cd "$(dirname "$0")/.."
 # python3-venv: the virtual environment on Debian's Python.
 # dbus + python3-dbusmock: the sim board's private D-Bus and its BlueZ (drivers/sim/bluetooth.py
 # runs dbusmock with Debian's /usr/bin/python3, where apt's dbus-python and GLib bindings live).
-APT_PACKAGES=(python3-venv libportaudio2 espeak-ng sox fdisk mtools dosfstools e2fsprogs xz-utils curl shellcheck bmap-tools ffmpeg dbus python3-dbusmock openssl g++)  # ffmpeg: the sim's H.264/MP4 videos; openssl, g++: the offload tests' self-signed server and llama.cpp build
+APT_PACKAGES=(python3-venv libportaudio2 espeak-ng sox strace fdisk mtools dosfstools e2fsprogs xz-utils curl shellcheck bmap-tools ffmpeg dbus python3-dbusmock openssl g++)  # strace: tests/test_tracing.py; ffmpeg: the sim's H.264/MP4 videos; openssl, g++: the offload tests' self-signed server and llama.cpp build
 
 missing=()
 for p in "${APT_PACKAGES[@]}"; do

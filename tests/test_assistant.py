@@ -11,7 +11,7 @@ import asyncio
 from glasses_firmware.drivers.clock import SimClock
 from glasses_firmware.firmware.arbiter import Arbiter
 from glasses_firmware.firmware.voice import intents
-from glasses_firmware.firmware.voice.router import ACTIONS
+from glasses_firmware.firmware.voice.actions import ACTIONS
 from glasses_firmware.firmware.voice.segmenter import CAPTURE_POLL_S, ListenSettings, Segmenter
 from tests.conftest import RunningFirmware
 

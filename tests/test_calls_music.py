@@ -17,7 +17,7 @@ import pytest
 
 from glasses_firmware.drivers.wavio import read_wav
 from glasses_firmware.firmware.voice.intents import match
-from tests.conftest import RunningFirmware
+from tests.conftest import RunningFirmware, wait_for
 
 
 @pytest.fixture(scope="module")
@@ -29,14 +29,6 @@ def fw(tmp_path_factory):
     fw.stop()
 
 
-def wait_for(predicate, what: str, timeout_s: float = 10.0):
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        got = predicate()
-        if got:
-            return got
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def call_state(fw) -> dict:

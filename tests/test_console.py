@@ -20,6 +20,11 @@ def test_help_lists_commands(shared_firmware):
     assert {"help", "version", "status", "selftest", "sensors", "mode", "log", "models",
             "events", "sim"} <= names
     assert shared_firmware.cmd("help status").lines[0] == "usage: status [--json]"
+    sim_help = shared_firmware.cmd("help sim").lines
+    assert sim_help[0] == "usage: sim SUBCOMMAND ..."
+    for sub in ("button", "say", "mic", "scene", "wear", "battery", "charger", "temp", "fault",
+                "advance", "speaker", "phone"):
+        assert any(line.startswith(f"sim {sub} ") or line == f"sim {sub}" for line in sim_help), sub
 
 
 def test_status_json_has_the_contract_fields(shared_firmware):

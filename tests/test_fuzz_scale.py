@@ -1,4 +1,4 @@
-"""Bad input at scale (DESIGN.md 5.2, 6): a bounded fuzz campaign, then each family of
+"""Bad input at scale (docs/contracts.md, console protocol): a bounded fuzz campaign, then each family of
 hostile argument on its own, asserting a clear ERR and a firmware that still answers.
 
 The full campaign (100,000 lines) is `python -m glasses_firmware.firmware.tools.fuzz 100000`; its numbers

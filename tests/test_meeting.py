@@ -9,7 +9,6 @@ speaker encoder, Qwen2.5 0.5B) through the firmware's own worker. The file-forma
 import hashlib
 import json
 import re
-import signal
 import time
 from pathlib import Path
 
@@ -23,7 +22,7 @@ from glasses_firmware.firmware.meeting import summary as s
 from glasses_firmware.firmware.meeting.utterances import CHUNK, regions
 from glasses_firmware.firmware.tools.quality_meeting import TWO_VOICE_MEETING, TWO_VOICES, write_meeting_wav
 from glasses_firmware.models.manifest import default_models_dir
-from tests.conftest import RunningFirmware
+from tests.conftest import RunningFirmware, wait_for
 
 
 def _real_models_with_voices() -> str | None:
@@ -40,16 +39,6 @@ def _real_models_with_voices() -> str | None:
     return None
 
 
-def wait_for(check, timeout_s: float, what: str):
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        got = check()
-        if got:
-            return got
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
 def sha(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
@@ -62,10 +51,7 @@ def section(text: str, name: str) -> list[str]:
 def start_real(tmp: Path) -> RunningFirmware:
     fw = RunningFirmware(tmp, extra=("--models", str(default_models_dir())))
     assert fw.cmd("events on").ok
-    deadline = time.monotonic() + 120
-    while fw.cmd("status --json").json()["worker"]["state"] != "ready":
-        assert time.monotonic() < deadline, "model worker did not start"
-        time.sleep(0.3)
+    wait_for(lambda: fw.cmd("status --json").json()["worker"]["state"] == "ready", "the model worker", 120)
     return fw
 
 
@@ -84,22 +70,19 @@ def test_two_voice_meeting_survives_a_kill_and_its_notes_follow_by_themselves(tm
     rec = fw.data_dir / "recordings" / rec_id
     assert fw.cmd(f"sim mic {wav}").ok
     # The first 30 s segment lands, and its transcription begins while recording goes on.
-    wait_for(lambda: (rec / "seg-00001.wav").exists(), 45, "the first segment")
+    wait_for(lambda: (rec / "seg-00001.wav").exists(), "the first segment", 45)
     sealer = sealer_for(fw.data_dir)                 # the files are sealed (test_encryption.py)
-    wait_for(lambda: any("text" in r for r in j.Journal(rec / j.JOURNAL, sealer).read()), 40,
-             "the first transcribed utterance")
+    wait_for(lambda: any("text" in r for r in j.Journal(rec / j.JOURNAL, sealer).read()),
+             "the first transcribed utterance", 40)
     segment = sha(rec / "seg-00001.wav")
-    fw.proc.send_signal(signal.SIGKILL)          # the battery falls out
-    fw.proc.wait(10)
-    fw.client.close()
-    fw.log.close()
+    fw.kill()                                    # the battery falls out
     before = [r for r in j.Journal(rec / j.JOURNAL, sealer).read() if "text" in r]
     assert before and not (fw.data_dir / "notes" / f"{rec_id}.md").exists()
 
     fw = start_real(tmp_path)                    # same data directory
     try:
         notes_path = fw.data_dir / "notes" / f"{rec_id}.md"
-        wait_for(notes_path.exists, 120, "the notes after the restart")
+        wait_for(notes_path.exists, "the notes after the restart", 120)
         assert sha(rec / "seg-00001.wav") == segment
         assert "ended" not in json.loads((rec / "info.json").read_text())
         log = (fw.data_dir / "logs" / "glasses.log").read_text()
@@ -150,8 +133,8 @@ def test_record_stop_gives_notes_and_says_how_they_were_made(tmp_path, test_mode
     fw = RunningFirmware(tmp_path, extra=("--models", str(test_models)))
     try:
         assert fw.cmd("events on").ok
-        wait_for(lambda: fw.cmd("status --json").json()["worker"]["state"] == "ready", 60,
-                 "the model worker")
+        wait_for(lambda: fw.cmd("status --json").json()["worker"]["state"] == "ready",
+                 "the model worker", 60)
         rec_id = re.search(r"recordings/(\S+)", fw.cmd("record start").lines[0]).group(1)
         assert fw.cmd("sim say we agreed to paint the meeting room blue").ok
         time.sleep(3.5)

@@ -1,4 +1,4 @@
-"""The offline guarantee (DESIGN.md 6): no network traffic unless an offload server is set.
+"""The offline guarantee (docs/privacy.md): no network traffic unless an offload server is set.
 
 Two checks on the firmware with its model workers running (the offline test models):
 it works in a network namespace with no usable interface (`unshare -n`, or `-rn` in a
@@ -119,12 +119,11 @@ def test_no_inet_socket_in_the_firmware_or_its_workers(tmp_path, test_models):
         assert fw.stop() == 0
 
 
-def test_the_firmware_runs_with_no_network_at_all(tmp_path, test_models, monkeypatch):
+def test_the_firmware_runs_with_no_network_at_all(tmp_path, test_models):
     prefix = _unshare_prefix()
     if prefix is None:
         pytest.skip("neither `unshare -n` (root) nor `unshare -rn` (user namespaces) works here")
-    monkeypatch.setattr(conftest, "GLASSES", prefix + conftest.GLASSES)
-    fw = RunningFirmware(tmp_path, extra=("--models", str(test_models)))
+    fw = RunningFirmware(tmp_path, extra=("--models", str(test_models)), glasses=prefix + conftest.GLASSES)
     try:
         pid = fw.proc.pid    # unshare execs the firmware: the same process
         assert os.readlink(f"/proc/{pid}/ns/net") != os.readlink("/proc/self/ns/net")

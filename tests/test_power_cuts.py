@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from glasses_firmware.firmware.tools import powercut
+from glasses_firmware.firmware.tools.simdriver import SimFirmware
 
 DISK_MB = 4
 
@@ -128,9 +129,9 @@ class SmallDisk:
         with open(self.view / "filler.bin", "ab") as f:
             f.write(b"\0" * max(0, self.free() - leave_bytes))
 
-    def boot(self, work: Path, speed: str = "1") -> powercut.Firmware:
-        fw = powercut.Firmware(self.path, work, speed=speed,
-                               wrap=("nsenter", "-t", str(self.holder.pid), "-m", "--"))
+    def boot(self, work: Path, speed: str = "1") -> SimFirmware:
+        fw = powercut.start(self.path, work, speed=speed,
+                            wrap=("nsenter", "-t", str(self.holder.pid), "-m", "--"))
         assert fw.cmd("events on").ok
         return fw
 

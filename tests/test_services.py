@@ -28,12 +28,12 @@ from glasses_firmware.firmware.meeting.recorder import Recorder
 from glasses_firmware.firmware.power import modes as m
 from glasses_firmware.firmware.power.conditions import Conditions, ModeScheduler, Thresholds
 from glasses_firmware.firmware.power.manager import PowerManager
-from glasses_firmware.firmware.vloop import VirtualTimeLoop
+from glasses_firmware.firmware.virtualtime import VirtualTimeLoop
 from glasses_firmware.firmware.voice.conversation import Conversation, LlmUnavailable
 from glasses_firmware.firmware.voice.cues import Cues
 from glasses_firmware.firmware.voice.hub import AudioHub
 from glasses_firmware.firmware.voice.intents import match
-from glasses_firmware.firmware.voice.router import Router, UnknownAction
+from glasses_firmware.firmware.voice.actions import ActionRouter, UnknownAction
 from glasses_firmware.firmware.voice.speech import SpeechOut
 
 SIM = boards.load("sim")
@@ -128,9 +128,9 @@ def test_video_flag_refuses_and_a_mode_change_stops_a_running_video():
         assert p.modes.mode == m.CAPTURE and p.board.camera.recording
         await p.settle(1.0)
         p.set_conditions(percent=60.0, temperature_c=80.0)   # CAPTURE -> HOT: no video
-        for _ in range(20):
+        for _ in range(200):        # the recorder, then the camera, stop on their threads
             await p.settle(0.2)
-            if not cap.recording_video:
+            if not cap.recording_video and not p.board.camera.streaming:
                 break
         assert not cap.recording_video and not p.board.camera.streaming
         assert video.exists() and any("video saved" in e and "HOT mode" in e for e in p.events.recent)
@@ -145,9 +145,9 @@ def test_interlock_trip_mid_video_is_reported_and_spoken():
         await cap.start_video(60)
         await p.settle(1.0)
         p.board.sim.gpio.break_readback()               # the LED taped over while filming
-        for _ in range(20):
+        for _ in range(200):        # the recorder, then the camera, stop on their threads
             await p.settle(0.2)
-            if not cap.recording_video:
+            if not cap.recording_video and not p.board.camera.streaming:
                 break
         assert not cap.recording_video and not p.board.camera.streaming
         assert any(e.startswith("capture stopped: privacy LED read-back lost") for e in p.events.recent)
@@ -291,7 +291,7 @@ def test_router_serves_voice_and_console_from_one_table():
         def fresh():
             return Conditions(worn=True, charging=True, percent=42.4, temperature_c=30.0)
 
-        router = Router(cap, None, p.board.speaker, conv, p.clock, fresh, p.data_dir)
+        router = ActionRouter(cap, None, p.board.speaker, conv, p.clock, fresh, p.data_dir)
         photo = await router.run("photo")
         assert photo.say == "Photo taken." and photo.lines[0].startswith("photo photos/")
         assert (p.data_dir / photo.lines[0].split()[1]).exists()

@@ -23,7 +23,7 @@ from glasses_firmware.drivers.errors import ConfigError
 from glasses_firmware.firmware.meeting import speakers
 from glasses_firmware.firmware.meeting.speakers import SpeakerLabels
 from glasses_firmware.firmware.worker import BadInput, InferenceClient, SupervisorSettings, mel
-from glasses_firmware.firmware.worker.speaker import Speaker
+from glasses_firmware.firmware.worker.voiceprint import VoicePrint
 from glasses_firmware.models import build_test, convert_speaker, install, manifest, packages
 from glasses_firmware.models.progress import Progress
 from glasses_firmware.models.verify import ModelCorrupt, ModelMissing, verify_entry
@@ -75,7 +75,7 @@ def random_speaker(models_dir):
     m = manifest.load(models_dir)
     entry = m.for_role("speaker")
     assert entry.random_weights and entry.name == build_test.SPEAKER_TINY
-    return Speaker(verify_entry(m, entry), 1)
+    return VoicePrint(verify_entry(m, entry), 1)
 
 
 def installed_files() -> list[Path]:
@@ -97,7 +97,7 @@ def installed_files() -> list[Path]:
 
 @pytest.fixture(scope="module")
 def real_speaker():
-    return Speaker(installed_files(), 2)
+    return VoicePrint(installed_files(), 2)
 
 
 def run(coro, timeout_s=120):
@@ -221,7 +221,7 @@ def test_install_converts_a_checkpoint_and_keeps_the_old_model_when_one_is_refus
     entry = m.for_role("speaker")
     assert {f.path for f in entry.files} == {"encoder.onnx", "speaker_config.json", "LICENSE"}
     assert not entry.random_weights and entry.inputs[0] == "recipe torch-speaker-onnx 1"
-    built = Speaker(verify_entry(m, entry), 1)
+    built = VoicePrint(verify_entry(m, entry), 1)
     assert built.embed(voiced_noise(1.5)).shape == (16,)      # the SMALL network's size
     assert install_it(speaker_catalog(tmp_path / "c1.toml", files))[0].action == "up to date"
 

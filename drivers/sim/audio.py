@@ -18,7 +18,7 @@ import numpy as np
 
 from glasses_firmware.drivers.atomic import write_atomic
 from glasses_firmware.drivers.clock import Clock
-from glasses_firmware.drivers.errors import DeviceTimeout
+from glasses_firmware.drivers.errors import ConfigError, DeviceTimeout
 from glasses_firmware.drivers.resample import resample
 from glasses_firmware.drivers.wavio import read_wav, wav_bytes  # noqa: F401 (re-exported for the sim's users)
 
@@ -80,7 +80,7 @@ class SimAudioSource:
     @fault.setter
     def fault(self, value: str | None) -> None:
         if value not in FAULTS:
-            raise ValueError(f"sim microphones: fault {value!r} not one of {FAULTS}")
+            raise ConfigError(f"sim microphones: fault {value!r} not one of {FAULTS}")
         self._fault = value
 
     @property
@@ -99,15 +99,15 @@ class SimAudioSource:
         x = np.asarray(samples, np.float32)
         x = x[:, None] if x.ndim == 1 else x
         if x.ndim != 2 or x.shape[1] not in (1, self.channels):
-            raise ValueError(f"sim microphones: cannot hear shape {np.shape(samples)}")
+            raise ConfigError(f"sim microphones: cannot hear shape {np.shape(samples)}")
         if not len(x):
-            raise ValueError("sim microphones: the audio has no frames; give audio with sound in it")
+            raise ConfigError("sim microphones: the audio has no frames; give audio with sound in it")
         lo, hi = PLAY_RATES_HZ
         if not lo <= rate_hz <= hi:
-            raise ValueError(f"sim microphones: {rate_hz} Hz audio; give {lo} to {hi} Hz")
+            raise ConfigError(f"sim microphones: {rate_hz} Hz audio; give {lo} to {hi} Hz")
         queued_s = self.queued_s()
         if queued_s + len(x) / rate_hz > MAX_QUEUED_S:
-            raise ValueError(f"sim microphones: {len(x) / rate_hz:.1f} s more would exceed "
+            raise ConfigError(f"sim microphones: {len(x) / rate_hz:.1f} s more would exceed "
                              f"{MAX_QUEUED_S:g} s of queued sound ({queued_s:.1f} s waiting); "
                              "play shorter audio or wait until it has been heard")
         if rate_hz != self.rate_hz:

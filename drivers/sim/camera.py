@@ -277,7 +277,7 @@ class SimPicamera2:
     @fault.setter
     def fault(self, value):
         if value not in FAULTS:
-            raise ValueError(f"camera fault {value!r}: choose one of {FAULTS}")
+            raise ConfigError(f"camera fault {value!r}: choose one of {FAULTS}")
         with self._changed:
             self._fault = value
             self._changed.notify_all()

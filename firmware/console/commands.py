@@ -28,14 +28,16 @@ class Command:
     handler: Callable[..., Awaitable[list[str]]]
     raw: bool = False    # the handler gets the rest of the line as one argument, unparsed
     timeout_s: float | None = None   # None: the console's COMMAND_TIMEOUT_S
+    details: tuple[str, ...] = ()    # more lines for `help NAME`: a group's subcommands
 
 
 REGISTRY: dict[str, Command] = {}
 
 
-def command(name: str, usage: str, summary: str, raw: bool = False, timeout_s: float | None = None):
+def command(name: str, usage: str, summary: str, raw: bool = False, timeout_s: float | None = None,
+            details: tuple[str, ...] = ()):
     def register(fn):
-        REGISTRY[name] = Command(name, usage, summary, fn, raw, timeout_s)
+        REGISTRY[name] = Command(name, usage, summary, fn, raw, timeout_s, tuple(details))
         return fn
     return register
 
@@ -72,7 +74,7 @@ async def cmd_help(session, args):
         cmd = REGISTRY.get(args[0])
         if cmd is None or cmd.name not in names:
             raise CommandError(f"no command '{args[0]}'; type help for the list")
-        return [f"usage: {cmd.usage}", cmd.summary]
+        return [f"usage: {cmd.usage}", cmd.summary, *cmd.details]
     width = max(len(REGISTRY[n].usage) for n in names)
     return [f"{REGISTRY[n].usage:<{width}}  {REGISTRY[n].summary}" for n in names]
 

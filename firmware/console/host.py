@@ -2,7 +2,7 @@
 
 Runs on the user's computer with a USB-serial cable (or against the sim's pty). The
 client frames replies by the protocol alone: lines up to `OK` or `ERR ...`, with `EVT`
-lines kept apart, so it works with any firmware that keeps DESIGN.md 5.2.
+lines kept apart, so it works with any firmware that keeps the console protocol of docs/contracts.md.
 """
 
 import json

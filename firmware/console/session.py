@@ -1,6 +1,6 @@
 """The serial diagnostics console: sessions over a UART, a pty, or the terminal.
 
-Protocol (DESIGN.md 5.2): prompt `glasses> `; every reply ends in a line `OK` or
+Protocol (docs/contracts.md, console protocol): prompt `glasses> `; every reply ends in a line `OK` or
 `ERR <what was wrong and what to try>`; `EVT ` lines never split a reply. Input is
 framed by LineReader (1 KiB lines, UTF-8, no control bytes); lines that arrive faster
 than they can be answered wait in a short queue and past it are dropped and counted.

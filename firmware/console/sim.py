@@ -1,4 +1,4 @@
-"""The `sim ...` console group (DESIGN.md 5.3): the physical world of the sim board.
+"""The `sim ...` console group (docs/contracts.md, sim control): the physical world of the sim board.
 
 Each subcommand turns a knob on drivers.sim.hardware.SimHardware; the firmware then
 sees the change only through its real drivers. On a real board the group answers ERR.
@@ -52,7 +52,7 @@ def _number(args, what, usage):
 
 
 @command("sim", "sim SUBCOMMAND ...", "sim board only: buttons, speech, scene, wear, battery, faults",
-         raw=True)
+         raw=True, details=USAGE)
 async def cmd_sim(session, args):
     fw = session.fw
     sim = fw.board.sim

@@ -265,7 +265,7 @@ class SerialConsole:
 
 
 def open_console(fw, spec: str):
-    """`--console` value -> a console object, or None. See DESIGN.md 5.1."""
+    """`--console` value -> a console object, or None. See docs/contracts.md, command line."""
     cfg = fw.config.console
     if spec == "none":
         return None

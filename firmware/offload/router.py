@@ -117,13 +117,20 @@ class TaskStream:
         self.task = spawn(self._drive(run), name="offload-request")
 
     async def _drive(self, run) -> None:
+        # Whatever happens, one terminal item goes on the queue: the reader waits on nothing else.
+        end = ("error", GlassesError("the offloaded request ended without an answer"))
         try:
             self.result = await run(self)
-            self.queue.put_nowait(("done", None))
+            end = ("done", None)
         except asyncio.CancelledError:
-            self.queue.put_nowait(("error", RequestCancelled("offloaded request cancelled")))
+            end = ("error", RequestCancelled("offloaded request cancelled"))
         except GlassesError as e:
-            self.queue.put_nowait(("error", e))
+            end = ("error", e)
+        except Exception as e:                  # a bug must not leave the reader waiting
+            log.exception("offloaded request failed")
+            end = ("error", GlassesError(f"the offloaded request failed: {type(e).__name__}: {e}"))
+        finally:
+            self.queue.put_nowait(end)
 
     def put(self, item) -> None:
         self.queue.put_nowait(("item", item))
@@ -140,7 +147,8 @@ class TaskStream:
     async def __anext__(self):
         if self.finished:
             raise StopAsyncIteration
-        # No wait_for here: the task's own deadlines (server, then on-board) bound it.
+        # No wait_for here: _drive always ends with a terminal item, and the task's own
+        # deadlines (server, then on-board) bound how long that takes.
         what, value = await self.queue.get()
         if what == "item":
             return value

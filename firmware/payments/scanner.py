@@ -3,8 +3,8 @@
 Frames come through the capture service (the Frames port), so the camera runs only with
 the privacy LED lit and read back, exactly as for a photo, and nothing is saved. A
 payment is never decided on one frame: the scanner keeps looking until codes were seen
-in frames at least SPAN_S apart (or the time is up), and hands every sighting to the
-payment flow, which refuses when they disagree: a code swapped, covered or animated
+in frames at least SPAN_S apart (or the time is up), keeps any frame whose codes differ
+from the last sighting, and hands every sighting to the payment flow, which refuses when they disagree: a code swapped, covered or animated
 while the wearer looked. A second is what it takes to hold a code steady anyway.
 """
 
@@ -98,8 +98,15 @@ class Scanner:
                     continue
                 if first_at is None:
                     first_at = now
-                if len(seen) + 1 < want or now - first_at >= self.span_s or want == 1:
+                # A code that changed is kept whenever it shows: a swap between the first
+                # and the SPAN_S-later sighting would otherwise go unseen.
+                changed = bool(seen) and _texts(codes) != _texts(seen[-1])
+                if len(seen) + 1 < want or now - first_at >= self.span_s or want == 1 or changed:
                     seen.append(codes)
                 if len(seen) >= want or (enough is not None and enough(codes)):
                     break
         return Look(tuple(seen), frames, self.clock.monotonic() - t0, decode_s)
+
+
+def _texts(codes: tuple[Code, ...]) -> tuple[str, ...]:
+    return tuple(c.text for c in codes)     # not the boxes: they move a little every frame

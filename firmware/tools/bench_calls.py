@@ -13,11 +13,12 @@ which comes after the mock has sent its signal: near 0 means the event was alrea
 
 import json
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+from glasses_firmware.firmware.tools.simdriver import SimFirmware
 
 ROUNDS = 5
 POLL_S = 0.01
@@ -59,28 +60,15 @@ def _bench(client) -> dict:
 
 
 def main() -> int:
-    from glasses_firmware.firmware.console.host import ConsoleClient
     with tempfile.TemporaryDirectory() as tmp:
-        tty = Path(tmp) / "tty"
-        proc = subprocess.Popen([sys.executable, "-m", "glasses_firmware.firmware", "run", "--board", "sim",
-                                 "--data-dir", str(Path(tmp) / "data"), "--console", str(tty),
-                                 "--models", "none"], stdout=subprocess.DEVNULL,
-                                stderr=subprocess.STDOUT)
+        fw = SimFirmware(Path(tmp) / "data", Path(tmp) / "tty", Path(tmp) / "firmware.log")
         try:
-            deadline = time.monotonic() + 30
-            while not tty.exists():
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    raise SystemExit("bench_calls: the firmware did not start")
-                time.sleep(0.05)
-            client = ConsoleClient(str(tty), timeout_s=30)
-            client.command("events on", 10)
-            while json.loads(client.command("call --json", 10).lines[0])["modems"] != 1:
+            fw.cmd("events on", 10)
+            while fw.cmd("call --json", 10).json()["modems"] != 1:
                 time.sleep(0.1)
-            print(json.dumps(_bench(client), indent=1))
-            client.close()
+            print(json.dumps(_bench(fw.client), indent=1))
         finally:
-            proc.terminate()
-            proc.wait(timeout=15)
+            fw.stop(timeout_s=15)
     return 0
 
 

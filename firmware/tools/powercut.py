@@ -17,9 +17,7 @@ checks the firmware's write order (temp file, rename, append), not its fsyncs.
 import hashlib
 import io
 import json
-import os
 import random
-import signal
 import struct
 import subprocess
 import sys
@@ -31,10 +29,9 @@ from pathlib import Path, PurePosixPath
 
 from glasses_firmware.drivers.errors import GlassesError
 from glasses_firmware.drivers.sealed import Sealer, SealError, is_sealed, is_sealed_line, name_of
+from glasses_firmware.firmware.tools.simdriver import SimFirmware
 
-ROOT = Path(__file__).resolve().parents[2]
 ACTIVITIES = ("recording", "burst", "video", "notes")
-BOOT_TIMEOUT_S = 60.0
 # Torn last lines these readers skip (meeting/journal.py Journal.read, payments/flow.py
 # decisions); anywhere else a line that does not parse is a failure.
 TORN_TAIL_OK = {"transcript.jsonl", "decisions.jsonl"}
@@ -244,69 +241,14 @@ def inventory(data_dir: Path, checker: Checker) -> dict:
 
 # -- the firmware under test -------------------------------------------------------------------
 
-class Firmware:
-    """One `glasses run --board sim` in its own process group (so a cut kills all of it)."""
-
-    def __init__(self, data_dir: Path, work: Path, models_dir=None, speed: str = "1", wrap=()):
-        """`wrap`: a command line to run it under (`nsenter -t PID -m --`)."""
-        from glasses_firmware.firmware.console.host import ConsoleClient
-        self.tty = work / "glasses.tty"
-        self.tty.unlink(missing_ok=True)
-        self.log = open(work / "stdout.txt", "a")
-        self.proc = subprocess.Popen(
-            [*wrap, sys.executable, "-m", "glasses_firmware.firmware", "run", "--board", "sim",
-             "--data-dir", str(data_dir), "--console", str(self.tty), "--models", str(models_dir or "none"), "--speed", speed],
-            cwd=ROOT, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True)
-        deadline = time.monotonic() + BOOT_TIMEOUT_S
-        while not self.tty.exists():
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                self.cut()
-                raise RuntimeError(f"the firmware did not boot; see {work / 'stdout.txt'}")
-            time.sleep(0.02)
-        self.client = ConsoleClient(str(self.tty), timeout_s=30)
-
-    def cmd(self, line: str, timeout_s: float = 30):
-        return self.client.command(line, timeout_s)
-
-    def events_until(self, predicate, timeout_s: float = 40.0) -> list[str]:
-        """Every event up to the first that satisfies `predicate` (`events on` first)."""
-        seen, deadline = [], time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            seen += self.cmd("version").events
-            if any(predicate(e) for e in seen):
-                return seen
-            time.sleep(0.2)
-        raise TimeoutError(f"no matching event in {seen[-20:]}")
-
-    def send(self, line: str) -> None:
-        """Type a line and do not wait for the reply (the cut comes while it runs)."""
-        self.client.serial.write(line.encode() + b"\n")
-
-    def cut(self) -> None:
-        """The power cut: SIGKILL to the whole process group, then reap."""
-        try:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        self.proc.wait(timeout=30)
-        self._close()
-
-    def stop(self) -> None:
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            self.proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            self.cut()
-        self._close()
-
-    def _close(self) -> None:
-        client = getattr(self, "client", None)
-        if client is not None:
-            client.serial.close()
-        self.log.close()
+def start(data_dir: Path, work: Path, models_dir=None, speed: str = "1", wrap=()) -> SimFirmware:
+    """One `glasses run --board sim` in its own process group, so a cut kills all of it.
+    `wrap`: a command line to run it under (`nsenter -t PID -m --`)."""
+    return SimFirmware(data_dir, work / "glasses.tty", work / "stdout.txt", models=models_dir or "none",
+                       extra=("--speed", speed), wrap=wrap, own_group=True)
 
 
-def _wait_worker(fw: Firmware, timeout_s: float = 90) -> None:
+def _wait_worker(fw: SimFirmware, timeout_s: float = 90) -> None:
     deadline = time.monotonic() + timeout_s
     while fw.cmd("status --json").json()["worker"]["state"] != "ready":
         if time.monotonic() > deadline:
@@ -314,7 +256,7 @@ def _wait_worker(fw: Firmware, timeout_s: float = 90) -> None:
         time.sleep(0.2)
 
 
-def _activity(fw: Firmware, what: str, rng: random.Random, seconds: float) -> str:
+def _activity(fw: SimFirmware, what: str, rng: random.Random, seconds: float) -> str:
     """Start `what` and sleep until the random moment of the cut; a one-word account."""
     delay = rng.uniform(0.0, seconds)
     if what == "recording":
@@ -340,7 +282,7 @@ def _activity(fw: Firmware, what: str, rng: random.Random, seconds: float) -> st
     return f"{what} cut at {delay:.1f} s"
 
 
-def _after_restart(fw: Firmware, data_dir: Path, before: dict, checker: Checker) -> list:
+def _after_restart(fw: SimFirmware, data_dir: Path, before: dict, checker: Checker) -> list:
     """Failures of a restart: temp files left, earlier work gone or changed, or not listed."""
     failures = []
     temps = [str(p.relative_to(data_dir)) for p in data_dir.rglob("*")
@@ -390,7 +332,7 @@ def run_cuts(cuts: int = 200, seconds: float = 3.0, seed: int = 0, models_dir=No
         for n in range(cuts + 1):
             what = rng.choice(activities) if n < cuts else None
             # Recordings at virtual speed, so segments land within a second or two.
-            fw = Firmware(data_dir, work, models_dir if what == "notes" else None,
+            fw = start(data_dir, work, models_dir if what == "notes" else None,
                           speed="max" if what in ("recording", "notes") else "1")
             if before is not None:
                 result["restarts"] += 1
@@ -409,7 +351,7 @@ def run_cuts(cuts: int = 200, seconds: float = 3.0, seed: int = 0, models_dir=No
                 if fw.proc.poll() is not None:
                     fail([("crashed", what,
                            f"the firmware exited by itself ({fw.proc.returncode})")])
-            fw.cut()
+            fw.kill()
             result["cuts"] += 1
             result["activities"][what] += 1
             found = scan(data_dir, checker)

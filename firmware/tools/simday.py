@@ -221,7 +221,7 @@ class DayRun:
 
 
 def simulate(config, profile: Profile, plan: str, progress=None) -> tuple[dict, list]:
-    from ..vloop import VirtualTimeLoop
+    from ..virtualtime import VirtualTimeLoop
     with tempfile.TemporaryDirectory(prefix="glasses-day-") as tmp:
         day = DayRun(config, profile, plan, Path(tmp), progress)
         with asyncio.Runner(loop_factory=lambda: VirtualTimeLoop(day.clock)) as runner:

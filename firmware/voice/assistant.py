@@ -24,7 +24,7 @@ from . import loop as v
 from .conversation import LlmUnavailable
 from .intents import Intent, match
 from .recognizer import Recognizer
-from .router import Outcome
+from .actions import Outcome
 from .segmenter import ListenSettings, Segmenter
 
 log = logging.getLogger("glasses.voice")

@@ -1,4 +1,4 @@
-"""Earcons through the speaker, and espeak-ng synthesis (the fallback TTS of DESIGN.md 4).
+"""Earcons through the speaker, and espeak-ng synthesis (the fallback TTS: docs/models.md).
 
 Spoken messages go through `speech.SpeechOut`, which falls back to the error earcon when
 no voice can speak, so a refusal is never silent.

@@ -118,7 +118,9 @@ class Worker:
         while True:
             with self.cond:
                 while not queue and not self.stopping.is_set():
-                    self.cond.wait()
+                    # Bounded: a stop set without a notify (the "stop" message) is still
+                    # seen within a heartbeat.
+                    self.cond.wait(self.heartbeat_s)
                 if self.stopping.is_set():
                     return
                 _, _, job = heapq.heappop(queue)

@@ -18,13 +18,13 @@ from .asr import Asr
 from .grammar import Grammar
 from .llm import Llm
 from .ocr import Ocr
-from .speaker import Speaker
+from .voiceprint import VoicePrint
 from .tts import EspeakTts, Tts
 from .vad import Vad
 from .wake import Wake
 
 ROLE_CLASSES = {"vad": Vad, "wake": Wake, "grammar": Grammar, "asr": Asr, "llm": Llm,
-                "tts": Tts, "ocr": Ocr, "speaker": Speaker}
+                "tts": Tts, "ocr": Ocr, "speaker": VoicePrint}
 KIND_ROLE = {"generate": "llm", "transcribe": "asr", "vad": "vad", "wake": "wake",
              "grammar": "grammar", "tts": "tts", "ocr": "ocr", "embed_speaker": "speaker"}
 

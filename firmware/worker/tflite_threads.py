@@ -2,7 +2,7 @@
 
 pyopen-wakeword creates its interpreters with default options, which lets TFLite use
 several threads: on a 2-core board that costs about 1.6 times the CPU of one thread for
-the same result (measured here, shared/ANCHORS.md). The library offers no setting, so
+the same result (measured here). The library offers no setting, so
 each library handle it loads gets interpreter options with the thread count we choose.
 """
 

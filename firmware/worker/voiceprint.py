@@ -37,7 +37,7 @@ CONFIG_KEYS = ("sample_rate_hz", "mel_bands", "window_ms", "hop_ms", "partial_fr
                "embedding_size", "input", "output")
 
 
-class Speaker:
+class VoicePrint:
     """Voice embeddings of 16 kHz mono speech: `embed(audio)` -> float32 [256], unit norm.
 
     Utterances of one voice give nearby embeddings (compare them by cosine similarity, the

@@ -38,7 +38,7 @@ class UnknownAction(GlassesError, ValueError):
     """An action name the router does not have."""
 
 
-class Router:
+class ActionRouter:
     """Runs ACTIONS against the services it is given; `run(name, **args) -> Outcome`."""
 
     def __init__(self, capture, recorder, speaker: Speaker, conversation, clock: Clock,
@@ -64,53 +64,53 @@ class Router:
         return str(path.relative_to(self.data_dir))
 
 
-async def _photo(r: Router) -> Outcome:
+async def _photo(r: ActionRouter) -> Outcome:
     path = await r.capture.photo()
     return Outcome("Photo taken.", (f"photo {r.rel(path)}",))
 
 
-async def _burst(r: Router, count: int) -> Outcome:
+async def _burst(r: ActionRouter, count: int) -> Outcome:
     paths = await r.capture.burst(count, gap_s=BURST_GAP_S)
     return Outcome(f"{len(paths)} photos taken.", tuple(f"photo {r.rel(p)}" for p in paths))
 
 
-async def _video_start(r: Router, seconds: float = VOICE_VIDEO_S) -> Outcome:
+async def _video_start(r: ActionRouter, seconds: float = VOICE_VIDEO_S) -> Outcome:
     path = await r.capture.start_video(seconds)
     return Outcome("Recording video.", (f"recording {r.rel(path)}",))
 
 
-async def _video_stop(r: Router) -> Outcome:
+async def _video_stop(r: ActionRouter) -> Outcome:
     path = await r.capture.stop_video()
     if path is None:
         return Outcome("No video is recording.", ("no video recording",))
     return Outcome("Video saved.", (f"video {r.rel(path)}",))
 
 
-async def _capture_stop(r: Router) -> Outcome:
+async def _capture_stop(r: ActionRouter) -> Outcome:
     path = await r.capture.stop_video()
     stopped = r.capture.stop_interval()
     lines = ([f"video {r.rel(path)}"] if path else []) + (["interval stopped"] if stopped else [])
     return Outcome("Stopped." if lines else "Nothing to stop.", tuple(lines) or ("nothing to stop",))
 
 
-async def _interval_start(r: Router, seconds: float) -> Outcome:
+async def _interval_start(r: ActionRouter, seconds: float) -> Outcome:
     r.capture.start_interval(seconds)
     return Outcome(f"A photo every {seconds:g} seconds.",
                    (f"a photo every {seconds:g} s until `capture interval stop`",))
 
 
-async def _interval_stop(r: Router) -> Outcome:
+async def _interval_stop(r: ActionRouter) -> Outcome:
     if r.capture.stop_interval():
         return Outcome("Interval photos stopped.", ("interval stopped",))
     return Outcome("No interval photos are running.", ("no interval capture running",))
 
 
-async def _record_start(r: Router) -> Outcome:
+async def _record_start(r: ActionRouter) -> Outcome:
     path = await r.recorder.start()
     return Outcome("Recording the meeting.", (f"recording into {r.rel(path)}",))
 
 
-async def _record_stop(r: Router) -> Outcome:
+async def _record_stop(r: ActionRouter) -> Outcome:
     path = await r.recorder.stop()
     if path is None:
         return Outcome("Nothing is recording.", ("not recording",))
@@ -118,13 +118,13 @@ async def _record_stop(r: Router) -> Outcome:
                    (f"saved {r.rel(path)} ({r.recorder.segments} segments)",))
 
 
-async def _notes_start(r: Router) -> Outcome:
+async def _notes_start(r: ActionRouter) -> Outcome:
     # Every recording gets notes (meeting/transcriber.py): this is a recording, said so.
     path = await r.recorder.start()
     return Outcome("Taking meeting notes.", (f"recording into {r.rel(path)}; notes follow",))
 
 
-async def _notes_stop(r: Router) -> Outcome:
+async def _notes_stop(r: ActionRouter) -> Outcome:
     path = await r.recorder.stop()
     if path is None:
         return Outcome("No meeting is being recorded.", ("not recording",))
@@ -132,7 +132,7 @@ async def _notes_stop(r: Router) -> Outcome:
                    (f"saved {r.rel(path)}; notes will be notes/{path.name}.md",))
 
 
-async def _decisions(r: Router) -> Outcome:
+async def _decisions(r: ActionRouter) -> Outcome:
     from ..meeting.notes import latest_decisions
     found = latest_decisions(r.data_dir, r.sealer)
     if found is None:
@@ -147,7 +147,7 @@ async def _decisions(r: Router) -> Outcome:
 
 
 def _translate(language: str):
-    async def handler(r: Router) -> Outcome:
+    async def handler(r: ActionRouter) -> Outcome:
         if r.translator is not None:
             r.translator.stop("one-way translation instead")
         r.conversation.translate_to = language
@@ -157,7 +157,7 @@ def _translate(language: str):
 
 
 def _converse(first: str | None = None, second: str | None = None):
-    async def handler(r: Router, first: str = first, second: str = second) -> Outcome:
+    async def handler(r: ActionRouter, first: str = first, second: str = second) -> Outcome:
         _needs(r.translator, "conversation translation")
         r.translator.start(first, second)       # TranslateError names what is wrong
         r.conversation.translate_to = None
@@ -166,14 +166,14 @@ def _converse(first: str | None = None, second: str | None = None):
     return handler
 
 
-async def _converse_off(r: Router) -> Outcome:
+async def _converse_off(r: ActionRouter) -> Outcome:
     if r.translator is None or not r.translator.stop("asked to stop"):
         return Outcome("Translation is off.", ("translation was off",))
     return Outcome("Translation off.", ("translation off",))
 
 
 def _read(translate: bool):
-    async def handler(r: Router, translate_to: str | None = None) -> Outcome:
+    async def handler(r: ActionRouter, translate_to: str | None = None) -> Outcome:
         _needs(r.reader, "reading")
         target = translate_to or (r.reader.wearer_language if translate else None)
         reading = await r.reader.read(target)
@@ -181,19 +181,19 @@ def _read(translate: bool):
     return handler
 
 
-async def _ask_view(r: Router, question: str = "what is this") -> Outcome:
+async def _ask_view(r: ActionRouter, question: str = "what is this") -> Outcome:
     _needs(r.reader, "questions about what is in view")
     answer = await r.reader.answer(question)
     return Outcome(answer.say, tuple(answer.report()), answer.say_language)
 
 
-async def _scan(r: Router) -> Outcome:
+async def _scan(r: ActionRouter) -> Outcome:
     _needs(r.payments, "code scanning")
     say, lines = await r.payments.scan()
     return Outcome(say, tuple(lines))
 
 
-async def _pay(r: Router, amount: str | None = None, currency: str | None = None) -> Outcome:
+async def _pay(r: ActionRouter, amount: str | None = None, currency: str | None = None) -> Outcome:
     _needs(r.payments, "payments")
     from ..payments.flow import parse_asked
     asked = parse_asked(amount, currency) if amount is not None else None
@@ -201,21 +201,21 @@ async def _pay(r: Router, amount: str | None = None, currency: str | None = None
     return Outcome(say, tuple(lines))
 
 
-async def _pay_cancel(r: Router) -> Outcome:
+async def _pay_cancel(r: ActionRouter) -> Outcome:
     _needs(r.payments, "payments")
     if r.payments.cancel("cancelled by the wearer"):
         return Outcome("Payment cancelled.", ("payment cancelled",))
     return Outcome("There is no payment to cancel.", ("no payment waiting",))
 
 
-async def _pay_confirm(r: Router) -> Outcome:
+async def _pay_confirm(r: ActionRouter) -> Outcome:
     # Listed so that "confirm" is understood, and answered with what does confirm.
     _needs(r.payments, "payments")
     say = r.payments.refuse_voice_confirm()
     return Outcome(say, (say,))
 
 
-async def _privacy_pause(r: Router) -> Outcome:
+async def _privacy_pause(r: ActionRouter) -> Outcome:
     _needs(r.privacy, "pausing capture")
     await r.privacy.pause_privacy("someone asked not to be recorded", say=False)
     return Outcome("Capture is paused: someone asked not to be recorded.",
@@ -223,7 +223,7 @@ async def _privacy_pause(r: Router) -> Outcome:
                     "'you can record again' to resume",))
 
 
-async def _privacy_resume(r: Router) -> Outcome:
+async def _privacy_resume(r: ActionRouter) -> Outcome:
     _needs(r.privacy, "resuming capture")
     if r.privacy.resume_privacy(say=False):
         return Outcome("Capture resumed.", ("capture resumed",))
@@ -235,7 +235,7 @@ def _needs(service, what: str) -> None:
         raise UnknownAction(f"{what} is not set up on this firmware")
 
 
-async def _cancel(r: Router) -> Outcome:
+async def _cancel(r: ActionRouter) -> Outcome:
     if r.payments is not None and r.payments.cancel("cancelled by the wearer"):
         return Outcome("Payment cancelled.", ("payment cancelled",))
     if r.translator is not None:
@@ -246,7 +246,7 @@ async def _cancel(r: Router) -> Outcome:
 
 def _phone(service: str, method: str, what: str):
     """An action of the phone's calls or music: what it says is the reply."""
-    async def handler(r: Router, **args) -> Outcome:
+    async def handler(r: ActionRouter, **args) -> Outcome:
         _needs(getattr(r, service), what)
         say = await getattr(getattr(r, service), method)(**args)
         return Outcome(say, (say,))
@@ -254,7 +254,7 @@ def _phone(service: str, method: str, what: str):
 
 
 def _volume(step: float):
-    async def handler(r: Router) -> Outcome:
+    async def handler(r: ActionRouter) -> Outcome:
         if r.media is not None and r.media.status == "playing":     # music: its volume
             say = await r.media.step_volume(1 if step > 0 else -1)
             return Outcome(say, (say,))
@@ -264,13 +264,13 @@ def _volume(step: float):
     return handler
 
 
-async def _music_now(r: Router) -> Outcome:
+async def _music_now(r: ActionRouter) -> Outcome:
     _needs(r.media, "music")
     say = r.media.now()
     return Outcome(say, (say,))
 
 
-async def _battery(r: Router) -> Outcome:
+async def _battery(r: ActionRouter) -> Outcome:
     c = r.conditions()
     if c.percent is None:
         return Outcome("I cannot read the battery right now.", ("battery unknown",))
@@ -279,7 +279,7 @@ async def _battery(r: Router) -> Outcome:
                    (f"battery {c.percent:.0f} %{charging}",))
 
 
-async def _time(r: Router) -> Outcome:
+async def _time(r: ActionRouter) -> Outcome:
     now = time.localtime(r.clock.wall())
     return Outcome(time.strftime("It's %-I:%M %p.", now), (time.strftime("%H:%M", now),))
 
