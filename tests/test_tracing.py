@@ -8,8 +8,10 @@ at all, DNS included; with one set, only that server on its port.
 
 onnxruntime and onnxruntime-genai resolve Microsoft's telemetry host seconds after their
 first session unless ORT_DISABLE_TELEMETRY is set; `glasses_firmware` sets it on import.
-The first test shows, in a network namespace, that the tracer sees those lookups from the
-library called directly and none once our package is imported.
+The first test shows the tracer sees a lookup that fails in a network namespace; the
+second, that a session there makes none once our package is imported, and, where the
+library called directly looks up (not every machine: some keep it quiet by themselves),
+that our import is what stops it.
 """
 
 import os
@@ -48,7 +50,34 @@ def dns(found):
     return [d for d in found if d.port == 53]
 
 
-def test_the_tracer_sees_onnxruntime_telemetry_and_our_import_stops_it(tmp_path, test_models):
+LOOKUP_SCRIPT = """
+import socket
+try:
+    socket.getaddrinfo("mobile.events.data.microsoft.com", 443)
+except OSError:
+    pass                 # no network in the namespace: the call was made, which is what counts
+"""
+
+
+def test_the_tracer_sees_a_lookup_that_fails_where_there_is_no_network(tmp_path):
+    """The control for every test here: a lookup in a network namespace is in the trace."""
+    prefix = _unshare_prefix()
+    if prefix is None:
+        pytest.skip("neither `unshare -n` nor `unshare -rn` works here")
+    log = tmp_path / "lookup.strace"
+    done = subprocess.run(prefix + syscalls.traced([sys.executable, "-c", LOOKUP_SCRIPT], log),
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert dns(syscalls.destinations(log)), log.read_text()
+
+
+def test_our_import_stops_onnxruntime_telemetry(tmp_path, test_models):
+    """The library called directly beside the same call after `import glasses_firmware`.
+
+    Ours must make no lookup whatever the library does. Where the plain library looks up
+    (every user machine we have tried), the comparison shows our switch is what stops it;
+    where it keeps quiet by itself the comparison proves nothing and is skipped, saying so.
+    """
     prefix = _unshare_prefix()
     if prefix is None:
         pytest.skip("neither `unshare -n` nor `unshare -rn` works here; the plain library "
@@ -74,11 +103,13 @@ def test_the_tracer_sees_onnxruntime_telemetry_and_our_import_stops_it(tmp_path,
         assert proc.wait(timeout=60) == 0, who
     found = {w: syscalls.destinations(runs[w][0]) for w in runs}
     store = {w: (tmp_path / w / ".cache" / "Microsoft").exists() for w in runs}
-    assert dns(found["plain"]), f"onnxruntime made no lookup in {CONTROL_S} s (event store made: " \
-                                f"{store['plain']}): the tracer, the library or its CI markers " \
-                                f"(syscalls.CI_MARKERS) changed"
     assert found["ours"] == [], [str(d) for d in found["ours"]]
-    assert store == {"plain": True, "ours": False}
+    assert not store["ours"]
+    if not dns(found["plain"]):
+        pytest.skip(f"onnxruntime called directly made no lookup in {CONTROL_S} s and kept no "
+                    f"event store (made: {store['plain']}): its telemetry did not start on this "
+                    "machine, so there is nothing for our switch to stop (ours made none)")
+    assert store["plain"]
 
 
 class TracedFirmware(RunningFirmware):
