@@ -17,14 +17,15 @@ import io
 import logging
 import os
 import threading
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from glasses_firmware.drivers.atomic import fsync_dir, write_atomic
+from glasses_firmware.drivers.atomic import fsync_dir
 from glasses_firmware.drivers.clock import Clock
 from glasses_firmware.drivers.errors import BusError, ConfigError, DeviceError, DeviceTimeout, GlassesError
+from glasses_firmware.drivers.frames import check_size, looks_like_noise
+from glasses_firmware.drivers.media import Photo, Recording, Still
 from glasses_firmware.drivers.mp4 import mp4_media_bytes
 from glasses_firmware.drivers.waits import held, joined
 
@@ -41,70 +42,6 @@ TRANSITIONS = {
 
 _HINT = ("the camera restarts on the next call; if this persists, check the CSI ribbon "
          "cable and run `rpicam-hello --list-cameras`")
-
-
-@dataclass(frozen=True)
-class Still:
-    """A captured JPEG still, not yet written anywhere (so a caller can still discard it)."""
-
-    jpeg: bytes
-    size: tuple[int, int]
-    sensor_timestamp_ns: int
-    wall_s: float
-
-    def save(self, path: str | os.PathLike) -> "Photo":
-        """Write the JPEG atomically to `path`."""
-        return Photo(write_atomic(path, self.jpeg), self)
-
-
-@dataclass(frozen=True)
-class Photo:
-    """A saved still: where it is, and the still (size in pixels, when it was captured)."""
-
-    path: Path
-    still: Still
-
-    @property
-    def size(self) -> tuple[int, int]:
-        return self.still.size
-
-    @property
-    def wall_s(self) -> float:
-        return self.still.wall_s
-
-    @property
-    def sensor_timestamp_ns(self) -> int:
-        return self.still.sensor_timestamp_ns
-
-
-@dataclass
-class _Recording:
-    path: Path
-    tmp_path: Path
-    max_duration_s: float
-    stop: threading.Event
-    timer: threading.Thread | None = None
-    frame_filter: object = None
-    filter_failed: bool = False
-
-
-def _check_size(name: str, size) -> tuple[int, int]:
-    w, h = (int(v) for v in size)
-    # YUV420 halves both axes for chroma, so odd sizes cannot be represented.
-    if w <= 0 or h <= 0 or w % 2 or h % 2:
-        raise ConfigError(f"camera {name}={size}: width and height must be positive and even")
-    return w, h
-
-
-def looks_like_noise(luma: np.ndarray) -> bool:
-    """True when a luma frame has no spatial correlation (a corrupted CSI link, not a scene)."""
-    y = luma[::4].astype(np.float32)  # every 4th row is plenty and keeps this ~1 ms
-    std = float(y.std())
-    if std < 8.0:
-        return False  # flat frames (lens cap, dark room) are real scenes
-    # Neighbouring pixels of any real image are close; for independent noise the mean
-    # absolute difference is about 1.13 std.
-    return float(np.abs(np.diff(y, axis=1)).mean()) > 0.8 * std
 
 
 class Camera:
@@ -126,9 +63,9 @@ class Camera:
                  video_size=(1920, 1080), fps=30, clock: Clock | None = None,
                  jpeg_quality=90, capture_timeout_s=2.0, start_timeout_s=5.0, name="cam0",
                  frame_filter=None, mapped_array=None):
-        self._still_size = _check_size("still_size", still_size)
-        self._lores_size = _check_size("lores_size", lores_size)
-        self._video_size = _check_size("video_size", video_size)
+        self._still_size = check_size("still_size", still_size)
+        self._lores_size = check_size("lores_size", lores_size)
+        self._video_size = check_size("video_size", video_size)
         for main_name, main in (("still_size", self._still_size), ("video_size", self._video_size)):
             if self._lores_size[0] > main[0] or self._lores_size[1] > main[1]:
                 raise ConfigError(f"camera lores_size={lores_size} is larger than {main_name}={main}")
@@ -152,7 +89,7 @@ class Camera:
         self._sensor_size = tuple(props.get("PixelArraySize", self._still_size))
         self._lock = threading.RLock()
         self._state = "stopped"
-        self._video: _Recording | None = None
+        self._video: Recording | None = None
         self._last_video: Path | None = None
         self.on_video_stopped = None  # callable(path, reason), called from the camera's thread
         self.frame_filter = frame_filter  # read when a video starts
@@ -385,7 +322,7 @@ class Camera:
             path.parent.mkdir(parents=True, exist_ok=True)
             # The encoder writes a hidden temp file; stop_video renames it, so the data
             # directory never shows a half-written video.
-            rec = _Recording(path, path.with_name(f".{path.name}.part"), max_duration_s,
+            rec = Recording(path, path.with_name(f".{path.name}.part"), max_duration_s,
                              threading.Event(), frame_filter=self.frame_filter)
             if rec.frame_filter is not None and self._mapped_array is None:
                 raise ConfigError(f"{self._name}: a frame filter is set but the camera was given "
@@ -419,7 +356,7 @@ class Camera:
         joined(rec.timer, self._lock_timeout_s)
         return path
 
-    def _filter_request(self, rec: _Recording, request) -> None:
+    def _filter_request(self, rec: Recording, request) -> None:
         """picamera2's pre_callback while recording (camera thread): the frame filter on "main"."""
         with self._mapped_array(request, "main") as mapped:
             frame = mapped.array
@@ -431,7 +368,7 @@ class Camera:
                     rec.filter_failed = True
                     log.exception("%s: the frame filter failed; its frames are blacked out", self._name)
 
-    def _video_timer(self, rec: _Recording) -> None:
+    def _video_timer(self, rec: Recording) -> None:
         if not self._clock.sleep(rec.max_duration_s, rec.stop):
             return  # stopped by request
         try:
@@ -466,7 +403,7 @@ class Camera:
             self._set_state("streaming", f"video ended: {reason}")
         return rec.path
 
-    def _abandon_video(self, rec: _Recording, exc: BaseException) -> None:
+    def _abandon_video(self, rec: Recording, exc: BaseException) -> None:
         """A video that did not start: no encoder left running, no temp file, camera restarted next call."""
         try:
             self._call("stop encoder", self._picam.stop_encoder, timeout_s=self._start_timeout_s)
@@ -478,7 +415,7 @@ class Camera:
             # Still in the video configuration: the next call restarts the camera for stills.
             self._set_state("failed", f"video did not start: {exc}")
 
-    def _commit_video(self, rec: _Recording, stop_error: BaseException | None = None) -> None:
+    def _commit_video(self, rec: Recording, stop_error: BaseException | None = None) -> None:
         tmp = rec.tmp_path
         size = tmp.stat().st_size if tmp.exists() else 0
         media = mp4_media_bytes(tmp) if size else 0

@@ -16,9 +16,10 @@ from pathlib import Path
 
 import numpy as np
 
-from .camera import Camera, Photo
+from .camera import Camera
 from .errors import DeviceError, DeviceTimeout, GlassesError
 from .leds import PrivacyLED
+from .media import Photo
 from .waits import held, joined
 
 log = logging.getLogger(__name__)

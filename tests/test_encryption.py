@@ -22,9 +22,9 @@ import pytest
 from glasses_firmware.drivers.devicekey import default_key_path, device_sealer, key_path
 from glasses_firmware.drivers.errors import ConfigError
 from glasses_firmware.drivers.sealed import MAGIC, Sealer, SealError
-from tests import test_flash as tf
+from tests import flash_images as fi
 from tests.conftest import ROOT, RunningFirmware
-from tests.test_flash import inputs  # noqa: F401 (the fake base image and wheels, as a fixture)
+from tests.flash_images import inputs  # noqa: F401 (the fake base image and wheels, as a fixture)
 
 SAID = "we agreed to paint the meeting room blue"
 
@@ -295,29 +295,29 @@ def test_board_files_say_where_the_key_comes_from_and_not_from_the_data_dir(tmp_
         assert boards.load(name).storage == StorageSpec("otp", "/etc/glasses/device.key")
 
 
-@pytest.mark.skipif(bool(tf.MISSING), reason=f"image tools missing: {', '.join(tf.MISSING)}")
+@pytest.mark.skipif(bool(fi.MISSING), reason=f"image tools missing: {', '.join(fi.MISSING)}")
 def test_an_image_never_carries_a_device_key(tmp_path, inputs):
     """verify fails on an image with a key in it, and a build from such a base removes it."""
     out = tmp_path / "glasses.img"
-    built = tf.flash(*tf.build_args(inputs, out))
+    built = fi.flash(*fi.build_args(inputs, out))
     assert built.returncode == 0, built.stderr
-    verified = tf.flash("verify", out, "--board", "cm5-ref")
+    verified = fi.flash("verify", out, "--board", "cm5-ref")
     assert verified.returncode == 0 and "ok   no device key: none in /etc/glasses" in verified.stdout
     assert "ExecStartPre=+/opt/glasses/venv/bin/python -m glasses_firmware.drivers.devicekey" in \
-        tf.debugfs(out, "cat /etc/systemd/system/glasses.service")
+        fi.debugfs(out, "cat /etc/systemd/system/glasses.service")
 
     used = tmp_path / "used.img"                # as if read back from a card in use
-    tf.sh("cp", "--sparse=always", out, used)
+    fi.sh("cp", "--sparse=always", out, used)
     (tmp_path / "device.key").write_text(os.urandom(32).hex() + "\n")
-    offset, _ = tf.root_offset(used)
-    tf.sh(tf.tool("debugfs"), "-w", "-R", f"write {tmp_path / 'device.key'} /etc/glasses/device.key",
+    offset, _ = fi.root_offset(used)
+    fi.sh(fi.tool("debugfs"), "-w", "-R", f"write {tmp_path / 'device.key'} /etc/glasses/device.key",
           f"{used}?offset={offset}")
-    caught = tf.flash("verify", used, "--board", "cm5-ref")
+    caught = fi.flash("verify", used, "--board", "cm5-ref")
     assert caught.returncode == 1
     assert "FAIL no device key: /etc/glasses/device.key: a device key in the image" in caught.stdout
     clean = tmp_path / "clean.img"
-    rebuilt = tf.flash("build", "--board", "cm5-ref", "--base", used, "--out", clean,
+    rebuilt = fi.flash("build", "--board", "cm5-ref", "--base", used, "--out", clean,
                        "--wheels", inputs["wheels"], "--grow-mb", "8", "--no-models")
     assert rebuilt.returncode == 0, rebuilt.stderr
-    assert "device.key" not in tf.debugfs(clean, "ls /etc/glasses")
-    assert tf.flash("verify", clean, "--board", "cm5-ref").returncode == 0
+    assert "device.key" not in fi.debugfs(clean, "ls /etc/glasses")
+    assert fi.flash("verify", clean, "--board", "cm5-ref").returncode == 0

@@ -18,7 +18,8 @@ from PIL import Image
 from glasses_firmware import boards
 from glasses_firmware.drivers.camera import Camera
 from glasses_firmware.drivers.clock import SimClock
-from glasses_firmware.drivers.sim.camera import Scene, SimMappedArray, SimPicamera2, sim_encoder_factory
+from glasses_firmware.drivers.sim.camera import SimMappedArray, SimPicamera2, sim_encoder_factory
+from glasses_firmware.drivers.sim.scene import Scene
 from glasses_firmware.firmware.capture import faces as faces_module
 from glasses_firmware.firmware.capture.capture import PAUSED, Capture, CaptureRefused, CaptureSettings
 from glasses_firmware.firmware.capture.faces import FaceBlur, FaceModelError, find_model
@@ -233,9 +234,10 @@ def test_blurring_off_in_the_board_file_stores_what_the_camera_gave(tmp_path):
     off = dataclasses.replace(SIM, camera=dataclasses.replace(SIM.camera, blur_faces=False))
 
     async def body(p: Parts):
-        cap = Capture(p.board.camera, p.arbiter, p.modes, p.clock, p.events, p.speech, p.cues,
-                      p.blocking, p.data_dir, CaptureSettings.from_board(off),
-                      lambda: p.scheduler.conditions)
+        cap = Capture(camera=p.board.camera, claims=p.arbiter, modes=p.modes, clock=p.clock,
+                      events=p.events, speech=p.speech, earcons=p.cues, blocking=p.blocking,
+                      data_dir=p.data_dir, settings=CaptureSettings.from_board(off),
+                      conditions=lambda: p.scheduler.conditions)
         assert cap.faces is None
         p.board.sim.scene.set(scene)
         path = await cap.photo()

@@ -15,9 +15,10 @@ from glasses_firmware.drivers.clock import SimClock
 from glasses_firmware.drivers.errors import DeviceError, DeviceTimeout, GlassesError
 from glasses_firmware.drivers.interlock import InterlockedCamera, InterlockError
 from glasses_firmware.drivers.leds import PrivacyLED
-from glasses_firmware.drivers.sim.camera import Scene, SimPicamera2, sim_encoder_factory
+from glasses_firmware.drivers.sim.camera import SimPicamera2, sim_encoder_factory
 from glasses_firmware.drivers.sim.gpio import SimGPIO
-from tests.test_camera import assert_playable_mp4, ffmpeg_children
+from glasses_firmware.drivers.sim.scene import Scene
+from tests.test_camera_video import assert_playable_mp4, ffmpeg_children
 
 SIM = boards.load("sim")
 SMALL = {"still_size": (640, 480), "lores_size": (160, 120), "video_size": (320, 240)}

@@ -7,8 +7,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from glasses_firmware.drivers.errors import GlassesError
-from glasses_firmware.firmware.payments.payloads import (Other, PayloadError, Payment, ProductCode,
-                                        crc16_ccitt_false, parse)
+from glasses_firmware.firmware.payments.emvco import crc16_ccitt_false
+from glasses_firmware.firmware.payments.payloads import parse
+from glasses_firmware.firmware.payments.results import Other, PayloadError, Payment, ProductCode
 from glasses_firmware.firmware.payments.safety import Verdict, check, check_text, distance, registrable
 from tests.payment_corpus import (IBAN_DE, MALICIOUS, SEPA, UPI, VALID, cpf, ean, emv, epc,
                                   pix, sg, tlv)

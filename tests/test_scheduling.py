@@ -20,7 +20,7 @@ from glasses_firmware.firmware.capture.capture import CaptureRefused
 from glasses_firmware.firmware.meeting.recorder import RecordingRefused
 from glasses_firmware.firmware.virtualtime import VirtualTimeLoop
 from tests.conftest import GLASSES, ROOT
-from tests.test_camera import probe_video
+from tests.test_camera_video import probe_video
 
 SIM = boards.load("sim")
 

@@ -14,10 +14,11 @@ from glasses_firmware.drivers.parts import ROLES, find
 from glasses_firmware.drivers.waits import joined
 
 from .audio import SimAudioSource, list_played, sim_input_stream_factory, sim_output_stream_factory
-from .camera import Scene, SimPicamera2, sim_encoder_factory
+from .camera import SimPicamera2, sim_encoder_factory
 from .gpio import SimGPIO
 from .i2c import FAULTS, SimI2CBus, emulator_class
 from .power import SimPower
+from .scene import Scene
 
 G = 9.80665
 DEVICES = ("imu", "fuel_gauge", "camera", "microphones")

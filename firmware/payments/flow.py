@@ -31,7 +31,7 @@ from glasses_firmware.drivers.errors import GlassesError, Unreachable
 from ..ports import Blocking, Clock, EventSink, Phone, Speaks
 from ..tasks import spawn
 from .currencies import CURRENCY_WORDS, spoken
-from .payloads import Payment, ProductCode
+from .results import Payment, ProductCode
 from .safety import Verdict, check, check_text
 from .scanner import Look, Scanner
 

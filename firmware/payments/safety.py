@@ -14,8 +14,10 @@ from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from urllib.parse import unquote, unquote_plus
 
-from .payloads import (CURRENCY_NAMES, MINOR_UNITS, Other, PayloadError, Payment,
-                       ProductCode, format_amount, parse, split_link, wallet_of)
+from .currencies import CURRENCY_NAMES, MINOR_UNITS, format_amount
+from .links import split_link, wallet_of
+from .payloads import parse
+from .results import Other, PayloadError, Payment, ProductCode
 
 log = logging.getLogger(__name__)
 
