@@ -18,9 +18,7 @@ failing unit's lines.
 """
 
 import json
-import os
 import re
-import shutil
 import socket
 import subprocess
 import sys
@@ -207,8 +205,29 @@ def build_image(board: str, work: Path) -> Path:
     return out
 
 
+@dataclass
+class _Run:
+    """What the phases of one boot test share. `machine` is the QEMU run up now; `failing`
+    is the unit whose journal lines a failure prints."""
+    work: Path
+    img: Path
+    board: boards.Board
+    deadlines: Deadlines
+    report: Report
+    overlay: Path
+    kernel: Path
+    initrd: Path
+    cmdline: str
+    machine: Machine | None = None
+    failing: str = "glasses-firstboot.service"
+
+    def boot(self, run: int) -> None:
+        self.machine = Machine(self.work, self.overlay, self.kernel, self.initrd, self.cmdline, run)
+
+
 def boot_test(board_name: str, img: Path | None, work: Path | None = None,
               deadlines: Deadlines = Deadlines()) -> Report:
+    """Boot `img` (None: build one) under QEMU and use it over the UART; BootFailed on the first failing phase."""
     require("qemu-system-aarch64", "qemu-img")
     board = boards.load(board_name)
     work = (work or REPO / "build" / "boot-test").absolute()
@@ -220,6 +239,29 @@ def boot_test(board_name: str, img: Path | None, work: Path | None = None,
         _phase(report, "base and image build", started)
     if not img.is_file():
         raise FlashError(f"{img}: no such image; build one with `flash.sh build` or leave IMG out")
+    run = _first_machine(img, work, board, deadlines, report)
+    try:
+        _boot_to_service(run)
+        _console_answers(run)
+        _diag_over_uart(run)
+        client, _ = _client(run.machine.pty, deadlines.console)
+        _ask(client, run)
+        _check_watchdog(client, run.machine, report)
+        _sandbox(client, run)
+        client.close()
+        first_log = _power_off(run)
+        _second_boot(run)
+        (work / "boot-1.log").write_text(first_log)
+    except BaseException as e:
+        _say_failure(run, e)
+        run.machine.stop()
+        raise
+    _write_report(report, work, started)
+    return report
+
+
+def _first_machine(img: Path, work: Path, board, deadlines: Deadlines, report: Report) -> _Run:
+    """Kernel, initrd and cmdline out of the image, a qcow2 overlay over it, and QEMU started on it."""
     kernel, initrd, cmdline = _boot_files(img, work)
     overlay = work / "overlay.qcow2"
     overlay.unlink(missing_ok=True)
@@ -227,90 +269,119 @@ def boot_test(board_name: str, img: Path | None, work: Path | None = None,
                     "-F", "raw", str(overlay)], check=True)
     say(f"boot-test: booting {img.name} on qemu virt (cortex-a76 x4, 4 GB); "
         f"cmdline: {cmdline}")
-    machine = Machine(work, overlay, kernel, initrd, cmdline, 1)
-    say(f"boot-test: UART (ttyAMA0) on {machine.pty}, boot log in {machine.log_path}")
-    failing = "glasses-firstboot.service"
-    try:
-        t = time.monotonic()
-        machine.wait_log(r"Reached target .*[Bb]asic [Ss]ystem|Started .*systemd-journald", 15 * 60, "kernel and systemd")
-        _phase(report, "kernel to systemd", t)
-        t = time.monotonic()
-        machine.wait_log(r"glasses-firstboot: installed", deadlines.firstboot, "first boot",
-                         fail=r"Failed to start glasses-firstboot\.service.*|glasses-firstboot\.service: Main process exited.*")
-        _phase(report, "first boot (system packages, venv, wheels, offline)", t)
-        failing = "glasses.service"
-        t = time.monotonic()
-        machine.wait_log(r"Started glasses\.service", deadlines.service, "glasses.service READY=1",
-                         fail=r"glasses\.service: Failed with result.*|Failed to start glasses\.service.*")
-        _phase(report, "glasses.service started (READY=1)", t)
-        t = time.monotonic()
-        client, version = _client(machine.pty, deadlines.console)
-        _said(report, "version", version)
-        _phase(report, "console answers on the UART", t)
-        _check_running(client, report, board)
-        client.close()
-        t = time.monotonic()
-        diag = work / "diag.json"
-        proc = subprocess.run([sys.executable, "-m", "glasses_firmware", "diag", "--port", machine.pty,
-                               "--out", str(diag)], capture_output=True, text=True, timeout=600)
-        if not diag.is_file():
-            raise BootFailed(f"glasses diag wrote no report: {proc.stdout[-800:]} {proc.stderr[-800:]}")
-        report.transcript.append(f"$ glasses diag --port {machine.pty} --out diag.json  (exit {proc.returncode})")
-        _phase(report, "glasses diag over the UART", t)
-        client, _ = _client(machine.pty, deadlines.console)
-        t = time.monotonic()
-        _wait_model(client, deadlines.model)
-        _phase(report, "models loaded on aarch64", t)
-        t = time.monotonic()
-        answer = client.command(f"ask {QUESTION}", deadlines.answer)
-        _said(report, f"ask {QUESTION}", answer)
-        if not answer.ok or "paris" not in " ".join(answer.lines).lower():
-            raise BootFailed(f"the assistant did not answer Paris: {answer.error or answer.lines}")
-        _phase(report, "ask answered", t)
-        _check_watchdog(client, machine, report)
-        t = time.monotonic()
-        _check_sandbox(client, machine, report, deadlines.console, img, board)
-        _phase(report, "sandbox: score and offload allow-list", t)
-        client.close()
-        t = time.monotonic()
-        machine.qmp("system_powerdown")
-        try:
-            machine.proc.wait(timeout=deadlines.poweroff)
-        except subprocess.TimeoutExpired:
-            raise BootFailed(f"no clean power-off within {deadlines.poweroff:.0f} s") from None
-        _phase(report, "power-off", t)
-        if re.search(r"glasses\.service: (State 'stop-sigterm' timed out|Killing process)", machine.log()):
-            report.found.append("glasses.service did not stop on SIGTERM in time")
-        first_log = machine.log()
-        machine.stop()
+    run = _Run(work, img, board, deadlines, report, overlay, kernel, initrd, cmdline)
+    run.boot(1)
+    say(f"boot-test: UART (ttyAMA0) on {run.machine.pty}, boot log in {run.machine.log_path}")
+    return run
 
-        failing = "glasses.service"
-        t = time.monotonic()
-        machine = Machine(work, overlay, kernel, initrd, cmdline, 2)
-        client, version = _client(machine.pty, deadlines.second_boot)
-        _phase(report, "second boot to the console", t)
-        if "glasses-firstboot: installed" in machine.log():
-            raise BootFailed("the second boot ran the first-boot install again")
-        client.close()
-        machine.qmp("system_powerdown")
+
+def _boot_to_service(run: _Run) -> None:
+    """The first boot in the boot log: systemd, the first-boot install, glasses.service READY=1."""
+    machine, deadlines, report = run.machine, run.deadlines, run.report
+    t = time.monotonic()
+    machine.wait_log(r"Reached target .*[Bb]asic [Ss]ystem|Started .*systemd-journald", 15 * 60, "kernel and systemd")
+    _phase(report, "kernel to systemd", t)
+    t = time.monotonic()
+    machine.wait_log(r"glasses-firstboot: installed", deadlines.firstboot, "first boot",
+                     fail=r"Failed to start glasses-firstboot\.service.*|glasses-firstboot\.service: Main process exited.*")
+    _phase(report, "first boot (system packages, venv, wheels, offline)", t)
+    run.failing = "glasses.service"
+    t = time.monotonic()
+    machine.wait_log(r"Started glasses\.service", deadlines.service, "glasses.service READY=1",
+                     fail=r"glasses\.service: Failed with result.*|Failed to start glasses\.service.*")
+    _phase(report, "glasses.service started (READY=1)", t)
+
+
+def _console_answers(run: _Run) -> None:
+    """`version` on the UART, then status and selftest."""
+    t = time.monotonic()
+    client, version = _client(run.machine.pty, run.deadlines.console)
+    _said(run.report, "version", version)
+    _phase(run.report, "console answers on the UART", t)
+    _check_running(client, run.report, run.board)
+    client.close()
+
+
+def _diag_over_uart(run: _Run) -> None:
+    """The host's `glasses diag` against the UART writes its report."""
+    pty = run.machine.pty
+    t = time.monotonic()
+    diag = run.work / "diag.json"
+    proc = subprocess.run([sys.executable, "-m", "glasses_firmware", "diag", "--port", pty,
+                           "--out", str(diag)], capture_output=True, text=True, timeout=600)
+    if not diag.is_file():
+        raise BootFailed(f"glasses diag wrote no report: {proc.stdout[-800:]} {proc.stderr[-800:]}")
+    run.report.transcript.append(f"$ glasses diag --port {pty} --out diag.json  (exit {proc.returncode})")
+    _phase(run.report, "glasses diag over the UART", t)
+
+
+def _ask(client, run: _Run) -> None:
+    """The models ready, then the assistant answering QUESTION with Paris."""
+    t = time.monotonic()
+    _wait_model(client, run.deadlines.model)
+    _phase(run.report, "models loaded on aarch64", t)
+    t = time.monotonic()
+    answer = client.command(f"ask {QUESTION}", run.deadlines.answer)
+    _said(run.report, f"ask {QUESTION}", answer)
+    if not answer.ok or "paris" not in " ".join(answer.lines).lower():
+        raise BootFailed(f"the assistant did not answer Paris: {answer.error or answer.lines}")
+    _phase(run.report, "ask answered", t)
+
+
+def _sandbox(client, run: _Run) -> None:
+    t = time.monotonic()
+    _check_sandbox(client, run.machine, run.report, run.deadlines.console, run.img, run.board)
+    _phase(run.report, "sandbox: score and offload allow-list", t)
+
+
+def _power_off(run: _Run) -> str:
+    """A clean power-off over QMP; returns the first boot's log."""
+    machine, deadlines = run.machine, run.deadlines
+    t = time.monotonic()
+    machine.qmp("system_powerdown")
+    try:
         machine.proc.wait(timeout=deadlines.poweroff)
-        machine.stop()
-        (work / "boot-1.log").write_text(first_log)
-    except BaseException as e:
-        log = machine.log()
-        lines = log.splitlines()[-40:]
-        say("boot-test: FAILED: " + str(e))
-        say("boot-test: last lines of the boot log:\n  " + "\n  ".join(lines))
-        say(f"boot-test: {failing} in the journal:\n  " + "\n  ".join(_unit_lines(log, failing)))
-        machine.stop()
-        raise
+    except subprocess.TimeoutExpired:
+        raise BootFailed(f"no clean power-off within {deadlines.poweroff:.0f} s") from None
+    _phase(run.report, "power-off", t)
+    if re.search(r"glasses\.service: (State 'stop-sigterm' timed out|Killing process)", machine.log()):
+        run.report.found.append("glasses.service did not stop on SIGTERM in time")
+    first_log = machine.log()
+    machine.stop()
+    return first_log
+
+
+def _second_boot(run: _Run) -> None:
+    """The overlay booted again: the console answers, the first-boot install does not run again."""
+    run.failing = "glasses.service"
+    t = time.monotonic()
+    run.boot(2)
+    machine = run.machine
+    client, _ = _client(machine.pty, run.deadlines.second_boot)
+    _phase(run.report, "second boot to the console", t)
+    if "glasses-firstboot: installed" in machine.log():
+        raise BootFailed("the second boot ran the first-boot install again")
+    client.close()
+    machine.qmp("system_powerdown")
+    machine.proc.wait(timeout=run.deadlines.poweroff)
+    machine.stop()
+
+
+def _say_failure(run: _Run, e: BaseException) -> None:
+    log = run.machine.log()
+    lines = log.splitlines()[-40:]
+    say("boot-test: FAILED: " + str(e))
+    say("boot-test: last lines of the boot log:\n  " + "\n  ".join(lines))
+    say(f"boot-test: {run.failing} in the journal:\n  " + "\n  ".join(_unit_lines(log, run.failing)))
+
+
+def _write_report(report: Report, work: Path, started: float) -> None:
     total = round(time.monotonic() - started, 1)
     report.phases["total"] = total
     (work / "report.json").write_text(json.dumps({"phases": report.phases, "transcript": report.transcript,
                                                   "found": report.found,
                                                   "sandbox": report.sandbox}, indent=2) + "\n")
     say(f"boot-test: passed in {total:.0f} s; report in {work / 'report.json'}")
-    return report
 
 
 def _check_running(client, report: Report, board) -> None:

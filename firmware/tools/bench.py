@@ -231,6 +231,7 @@ def _rss_mb(pid: int) -> float:
 
 
 async def run(models_dir: Path, threads: int, tokens: int, session_options=None) -> dict:
+    """Every role's speed through the worker, against the same models run in this process."""
     from glasses_firmware.models import manifest
     from ..worker import InferenceClient
     m = manifest.load(models_dir)
@@ -243,74 +244,100 @@ async def run(models_dir: Path, threads: int, tokens: int, session_options=None)
                  "random_weights": m.models[llm_dir.name].random_weights,
                  "session_options": session_options}
     try:
-        llm = out["llm"]
-        loop = asyncio.get_running_loop()
-        direct = await loop.run_in_executor(None, DirectGenai, llm_dir, threads, session_options)
-        with contextlib.ExitStack() as stack:
-            llama = await _llama_cpp(stack, m, threads, llm)
-            ttft_ms, decode, direct_decode, cached, cached_n = [], [], [], [], 0
-            llama_decode, llama_ttft, direct_ttft = [], [], []
-            prefill_ttft, prefill_n = [], 0
-            for r in range(ROUNDS):
-                system = f"[{r}] " + SYSTEM  # a new system prompt: nothing cached
-                t, rate, _ = await _time_stream(client.generate("Hello there", system=system,
-                                                                max_tokens=tokens))
-                ttft_ms.append(t * 1000)
-                decode.append(rate)
-                # Interleaved with the worker's runs, so all three see the same machine load.
-                t, rate = await loop.run_in_executor(None, direct.run, tokens, system)
-                direct_decode.append(rate)
-                direct_ttft.append(t * 1000)
-                if llama is not None:
-                    t, rate, _ = await loop.run_in_executor(
-                        None, llama.run, direct.prompt_text(system), tokens)
-                    llama_decode.append(rate)
-                    llama_ttft.append(t * 1000)
-                s = client.generate("And now?", system=system, max_tokens=2)
-                t, _, _ = await _time_stream(s)
-                cached.append(t * 1000)
-                cached_n = s.result["prefill_tokens"]
-                s = client.generate(LONG_PROMPT + f" ({r})", max_tokens=1)
-                t, _, _ = await _time_stream(s)
-                prefill_ttft.append(t)
-                prefill_n = s.result["prefill_tokens"]
-        del direct
-        llm.update(decode_tok_s=max(decode), direct_decode_tok_s=max(direct_decode),
-                   ttft_ms=min(ttft_ms), direct_ttft_ms=min(direct_ttft), ttft_cached_ms=min(cached),
-                   ttft_cached_new_tokens=cached_n,
-                   prefill_tok_s=prefill_n / min(prefill_ttft), prefill_tokens=prefill_n)
-        if llama_decode:
-            llm.update(llama_cpp_decode_tok_s=max(llama_decode), llama_cpp_ttft_ms=min(llama_ttft),
-                       ratio_llama_cpp=max(decode) / max(llama_decode))
-        audio = (np.random.default_rng(0).standard_normal(16000 * AUDIO_S) * 0.05).astype(np.float32)
-        for role, call, chunk in (("vad", client.vad, VAD_CHUNK), ("wake", client.wake, WAKE_CHUNK)):
-            await call(audio[:16000], reset=True)  # load
-            best = min([await _stream_ms_per_s(call, audio, chunk) for _ in range(ROUNDS)])
-            out[role] = {"ms_per_s": best, "chunk_ms": chunk * 1000 // 16000,
-                         "requests_per_s": 16000 / chunk}
-        direct_vad = min(direct_vad_ms_per_s(m, audio) for _ in range(ROUNDS))
-        direct_wake = min(direct_wake_ms_per_s(m, audio, client.wake_words) for _ in range(ROUNDS))
-        for role, direct_ms in (("vad", direct_vad), ("wake", direct_wake)):
-            r = out[role]
-            r["direct_ms_per_s"] = direct_ms
-            r["overhead_ms_per_request"] = (r["ms_per_s"] - direct_ms) / r["requests_per_s"]
-        out["wake"]["words"] = list(client.wake_words)
+        await _llm(client, m, llm_dir, threads, tokens, session_options, out["llm"])
+        await _vad_and_wake(client, m, out)
         out["asr"] = await _asr(client, m, threads)
-        await client.tts("warm up")
-        t0 = time.perf_counter()
-        speech, rate = await client.tts("The battery is at eighty percent and the camera is off.")
-        out["tts"] = {"rtf": (time.perf_counter() - t0) / (len(speech) / rate),
-                      "model": m.roles.get("tts")}
+        out["tts"] = await _tts(client, m)
         out["rss_mb"] = _rss_mb(client.worker_pid)
         out["rss_firmware_mb"] = _rss_mb(os.getpid())
     finally:
         await client.stop()
+    _llm_ceiling(out["llm"], llm_dir, threads)
+    return out
+
+
+async def _llm(client, m, llm_dir: Path, threads: int, tokens: int, session_options,
+               llm: dict) -> None:
+    """The LLM's figures into `llm`: the worker against genai (and llama.cpp) in this process."""
+    loop = asyncio.get_running_loop()
+    direct = await loop.run_in_executor(None, DirectGenai, llm_dir, threads, session_options)
+    with contextlib.ExitStack() as stack:
+        llama = await _llama_cpp(stack, m, threads, llm)
+        rows = [await _llm_round(client, direct, llama, r, tokens) for r in range(ROUNDS)]
+    del direct          # before the other roles are measured
+    col = {k: [row[k] for row in rows] for k in rows[0]}
+    llm.update(decode_tok_s=max(col["decode"]), direct_decode_tok_s=max(col["direct_decode"]),
+               ttft_ms=min(col["ttft_ms"]), direct_ttft_ms=min(col["direct_ttft_ms"]),
+               ttft_cached_ms=min(col["cached_ms"]), ttft_cached_new_tokens=rows[-1]["cached_n"],
+               prefill_tok_s=rows[-1]["prefill_n"] / min(col["prefill_s"]),
+               prefill_tokens=rows[-1]["prefill_n"])
+    if llama is not None:
+        llm.update(llama_cpp_decode_tok_s=max(col["llama_decode"]),
+                   llama_cpp_ttft_ms=min(col["llama_ttft_ms"]),
+                   ratio_llama_cpp=max(col["decode"]) / max(col["llama_decode"]))
+
+
+async def _llm_round(client, direct: DirectGenai, llama, r: int, tokens: int) -> dict:
+    """One round of every LLM measurement, on a system prompt new to the cache."""
+    loop = asyncio.get_running_loop()
+    system = f"[{r}] " + SYSTEM  # a new system prompt: nothing cached
+    row = {}
+    t, row["decode"], _ = await _time_stream(client.generate("Hello there", system=system,
+                                                             max_tokens=tokens))
+    row["ttft_ms"] = t * 1000
+    # Interleaved with the worker's runs, so all three see the same machine load.
+    t, row["direct_decode"] = await loop.run_in_executor(None, direct.run, tokens, system)
+    row["direct_ttft_ms"] = t * 1000
+    if llama is not None:
+        t, row["llama_decode"], _ = await loop.run_in_executor(
+            None, llama.run, direct.prompt_text(system), tokens)
+        row["llama_ttft_ms"] = t * 1000
+    t, row["cached_n"] = await _first_piece(client.generate("And now?", system=system, max_tokens=2))
+    row["cached_ms"] = t * 1000
+    row["prefill_s"], row["prefill_n"] = await _first_piece(
+        client.generate(LONG_PROMPT + f" ({r})", max_tokens=1))
+    return row
+
+
+async def _first_piece(stream) -> tuple[float, int]:
+    """(time to first piece s, prompt tokens the worker prefilled) of a generate stream."""
+    t, _, _ = await _time_stream(stream)
+    return t, stream.result["prefill_tokens"]
+
+
+async def _vad_and_wake(client, m, out: dict) -> None:
+    """`out["vad"]` and `out["wake"]`: streamed through the worker, and run here directly."""
+    audio = (np.random.default_rng(0).standard_normal(16000 * AUDIO_S) * 0.05).astype(np.float32)
+    for role, call, chunk in (("vad", client.vad, VAD_CHUNK), ("wake", client.wake, WAKE_CHUNK)):
+        await call(audio[:16000], reset=True)  # load
+        best = min([await _stream_ms_per_s(call, audio, chunk) for _ in range(ROUNDS)])
+        out[role] = {"ms_per_s": best, "chunk_ms": chunk * 1000 // 16000,
+                     "requests_per_s": 16000 / chunk}
+    direct_vad = min(direct_vad_ms_per_s(m, audio) for _ in range(ROUNDS))
+    direct_wake = min(direct_wake_ms_per_s(m, audio, client.wake_words) for _ in range(ROUNDS))
+    for role, direct_ms in (("vad", direct_vad), ("wake", direct_wake)):
+        r = out[role]
+        r["direct_ms_per_s"] = direct_ms
+        r["overhead_ms_per_request"] = (r["ms_per_s"] - direct_ms) / r["requests_per_s"]
+    out["wake"]["words"] = list(client.wake_words)
+
+
+async def _tts(client, m) -> dict:
+    """Real-time factor of one sentence, after a warm-up."""
+    await client.tts("warm up")
+    t0 = time.perf_counter()
+    speech, rate = await client.tts("The battery is at eighty percent and the camera is off.")
+    return {"rtf": (time.perf_counter() - t0) / (len(speech) / rate), "model": m.roles.get("tts")}
+
+
+def _llm_ceiling(llm: dict, llm_dir: Path, threads: int) -> None:
+    """The worker/direct ratio, and the decode ceiling from bandwidth (measured with the worker
+    stopped, so nothing competes for it)."""
     llm["ratio"] = llm["decode_tok_s"] / llm["direct_decode_tok_s"]
     bw = read_bandwidth_gbs(threads)
     per_token = weight_bytes_per_token(llm_dir)
     llm.update(ceiling_tok_s=bw * 1e9 / per_token, bandwidth_gbs=bw, weight_mb_per_token=per_token / 1e6)
     llm["fraction_of_ceiling"] = llm["decode_tok_s"] / llm["ceiling_tok_s"]
-    return out
 
 
 def main(models_dir: Path | None, as_json: bool = False, threads: int | None = None,

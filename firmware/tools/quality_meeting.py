@@ -187,20 +187,9 @@ def facts_found(notes_text: str, facts, truth_labels: dict[int, str]) -> dict:
 async def run_notes(models_dir: Path, threads: int, script, voices, facts, progress,
                     keep_dir: Path | None = None) -> dict:
     """One scripted meeting through the real transcriber service into notes."""
-    from glasses_firmware.drivers.clock import Clock
     from glasses_firmware.drivers.sealed import Sealer
 
-    from ..blocking import Blocking
-    from ..events import EventBus
-    from ..meeting import journal as j
-    from ..meeting import notes
-    from ..meeting.speakers import THRESHOLD
-    from ..meeting.speakers import label as group_voices
-    from ..meeting.transcriber import Transcriber, TranscriberSettings
-    from ..power import modes as m
-    from ..voice import loop as v
     from ..worker import InferenceClient
-    from .quality import wer
 
     audio, truth = meeting_audio(script, voices)
     models = InferenceClient(models_dir, threads=threads, preload=("llm", "asr"))
@@ -210,61 +199,112 @@ async def run_notes(models_dir: Path, threads: int, script, voices, facts, progr
         (data / "notes").mkdir(parents=True, exist_ok=True)
         sealer = Sealer.ephemeral()       # as the firmware does, under a key of this run's
         rec_dir = write_recording(data, "20260101-090000", audio, time.time(), sealer)
-        events = EventBus()
-        seen: list[tuple[float, str]] = []
-        events.subscribe(lambda text: seen.append((time.perf_counter(), text)))
-        modes = m.ModeMachine(base_for=lambda: m.STANDBY)
-        turns = v.VoiceLoop()
-        t0 = time.perf_counter()
-        svc = Transcriber(models, modes, turns, Clock(), events, Blocking(), data,
-                          recording=lambda: None, settings=TranscriberSettings(poll_s=0.5),
-                          sealer=sealer)
-        svc.start()
-        try:
-            while not notes.exists(data, rec_dir.name):
-                await asyncio.sleep(0.2)
-                if time.perf_counter() - t0 > 1800:
-                    raise TimeoutError("meeting notes took more than 30 min")
-        finally:
-            await svc.close()
-            await models.stop()
-        done = time.perf_counter()
-        summarizing = next((t for t, e in seen if e.endswith("summarizing")), done)
-        text = notes.read_text(notes.path(data, rec_dir.name), sealer)
-        prog = j.progress(j.Journal(rec_dir / j.JOURNAL, sealer))
-        lines = notes.labelled(prog.utterances)
-        labels = [line.speaker for line in lines]
-        speakers = label_accuracy(prog.utterances, labels, truth)
-        # Who each voice is in the notes: the label most of its speech got.
-        by_voice = {}
-        for u, label in zip(prog.utterances, labels):
-            voice = max(truth, key=lambda t: min(u["end"], t[1]) - max(u["start"], t[0]))[2]
-            by_voice.setdefault(voice, []).append(label)
-        truth_labels = {vv: max(set(ls), key=ls.count) for vv, ls in by_voice.items()}
-        found = facts_found(text, facts, truth_labels)
-        # The same embeddings grouped at other thresholds: data for tuning speakers.py.
-        voiced = [u for u in prog.utterances if u.get("embedding")]
-        sweep = {str(th): label_accuracy(
-            voiced, group_voices([u["embedding"] for u in voiced], th), truth)
-                 for th in (0.75, 0.8, 0.85, THRESHOLD)}
-        minutes = len(audio) / RATE_HZ / 60
-        said = " ".join(t for *_, t in truth)
-        heard = " ".join(u["text"] for u in prog.utterances)
-        result = {"audio_s": round(len(audio) / RATE_HZ, 1), "voices": list(voices),
-                  "speakers": speakers, "facts": found,
-                  "threshold_sweep": {k: {"accuracy": r["accuracy"], "speakers": r["speakers_found"]}
-                                      for k, r in sweep.items()},
-                  "transcribe_s_per_audio_min": round((summarizing - t0) / minutes, 1),
-                  "summarize_s": round(done - summarizing, 1),
-                  "wer": round(wer(said, heard), 3),
-                  "method": notes.meta(text).get("method"), "notes": text}
-        progress(f"meeting {result['audio_s']} s, {len(voices)} voices: labels "
-                 f"{speakers['accuracy']:.0%} right ({speakers['speakers_found']} speakers found), "
-                 f"decisions {found['decisions']:.0%}, actions with owner "
-                 f"{found['actions_with_owner']:.0%}, transcription "
-                 f"{result['transcribe_s_per_audio_min']} s per audio minute, summary "
-                 f"{result['summarize_s']} s")
+        timing = await _transcribe(models, data, rec_dir.name, sealer)
+        text, utterances = _read_meeting(data, rec_dir, sealer)
+        result = _meeting_result(text, utterances, audio, truth, voices, facts, timing)
+        progress(_progress_line(result))
         return result
+
+
+async def _transcribe(models, data: Path, rec_id: str, sealer) -> tuple[float, float]:
+    """The transcriber service on `models` until the notes of `rec_id` exist; then both stop.
+
+    Returns (transcription s, summary s); TimeoutError after 30 min without notes."""
+    from glasses_firmware.drivers.clock import Clock
+
+    from ..blocking import Blocking
+    from ..events import EventBus
+    from ..meeting.transcriber import Transcriber, TranscriberSettings
+    from ..power import modes as m
+    from ..voice import loop as v
+
+    events = EventBus()
+    seen: list[tuple[float, str]] = []
+    events.subscribe(lambda text: seen.append((time.perf_counter(), text)))
+    modes = m.ModeMachine(base_for=lambda: m.STANDBY)
+    turns = v.VoiceLoop()
+    t0 = time.perf_counter()
+    svc = Transcriber(models, modes, turns, Clock(), events, Blocking(), data,
+                      recording=lambda: None, settings=TranscriberSettings(poll_s=0.5),
+                      sealer=sealer)
+    svc.start()
+    try:
+        await _wait_for_notes(data, rec_id, t0, timeout_s=1800)
+    finally:
+        await svc.close()
+        await models.stop()
+    done = time.perf_counter()
+    summarizing = next((t for t, e in seen if e.endswith("summarizing")), done)
+    return summarizing - t0, done - summarizing
+
+
+async def _wait_for_notes(data: Path, rec_id: str, t0: float, timeout_s: float) -> None:
+    """Poll until `notes/<rec_id>.md` exists; TimeoutError `timeout_s` after `t0`."""
+    from ..meeting import notes
+    while not notes.exists(data, rec_id):
+        await asyncio.sleep(0.2)
+        if time.perf_counter() - t0 > timeout_s:
+            raise TimeoutError("meeting notes took more than 30 min")
+
+
+def _read_meeting(data: Path, rec_dir: Path, sealer) -> tuple[str, list[dict]]:
+    """The notes' text and the journal's utterances of the recording in `rec_dir`."""
+    from ..meeting import journal as j
+    from ..meeting import notes
+    text = notes.read_text(notes.path(data, rec_dir.name), sealer)
+    return text, j.progress(j.Journal(rec_dir / j.JOURNAL, sealer)).utterances
+
+
+def _meeting_result(text: str, utterances: list[dict], audio: np.ndarray, truth, voices, facts,
+                    timing: tuple[float, float]) -> dict:
+    """The figures of one meeting, from its notes, its utterances and the script's truth."""
+    from ..meeting import notes
+    from .quality import wer
+    transcribe_s, summarize_s = timing
+    labels = [line.speaker for line in notes.labelled(utterances)]
+    minutes = len(audio) / RATE_HZ / 60
+    said = " ".join(t for *_, t in truth)
+    heard = " ".join(u["text"] for u in utterances)
+    return {"audio_s": round(len(audio) / RATE_HZ, 1), "voices": list(voices),
+            "speakers": label_accuracy(utterances, labels, truth),
+            "facts": facts_found(text, facts, _truth_labels(utterances, labels, truth)),
+            "threshold_sweep": _threshold_sweep(utterances, truth),
+            "transcribe_s_per_audio_min": round(transcribe_s / minutes, 1),
+            "summarize_s": round(summarize_s, 1),
+            "wer": round(wer(said, heard), 3),
+            "method": notes.meta(text).get("method"), "notes": text}
+
+
+def _truth_labels(utterances: list[dict], labels: list[str], truth) -> dict[int, str]:
+    """Who each voice is in the notes: the label most of its speech got."""
+    by_voice = {}
+    for u, label in zip(utterances, labels):
+        voice = max(truth, key=lambda t: min(u["end"], t[1]) - max(u["start"], t[0]))[2]
+        by_voice.setdefault(voice, []).append(label)
+    return {voice: max(set(ls), key=ls.count) for voice, ls in by_voice.items()}
+
+
+def _threshold_sweep(utterances: list[dict], truth) -> dict:
+    """The same embeddings grouped at other thresholds: data for tuning speakers.py."""
+    from ..meeting.speakers import THRESHOLD
+    from ..meeting.speakers import label as group_voices
+    voiced = [u for u in utterances if u.get("embedding")]
+    sweep = {}
+    for th in (0.75, 0.8, 0.85, THRESHOLD):
+        r = label_accuracy(voiced, group_voices([u["embedding"] for u in voiced], th), truth)
+        sweep[str(th)] = {"accuracy": r["accuracy"], "speakers": r["speakers_found"]}
+    return sweep
+
+
+def _progress_line(result: dict) -> str:
+    """One meeting's headline figures, for the progress output."""
+    s, f = result["speakers"], result["facts"]
+    return (f"meeting {result['audio_s']} s, {len(result['voices'])} voices: labels "
+            f"{s['accuracy']:.0%} right ({s['speakers_found']} speakers found), "
+            f"decisions {f['decisions']:.0%}, actions with owner "
+            f"{f['actions_with_owner']:.0%}, transcription "
+            f"{result['transcribe_s_per_audio_min']} s per audio minute, summary "
+            f"{result['summarize_s']} s")
 
 
 async def run(models_dir: Path, threads: int) -> dict:
