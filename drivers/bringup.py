@@ -255,7 +255,6 @@ class Board:
         self.sim = self._ep.sim
         self.bluetooth = self._ep.bluetooth
         self.soc = self._ep.soc
-        self.media_playing = False  # music from the phone: set by the media service
         pins = self._ep.pin_factory
         try:
             self._build(config, pins, on_gesture)
@@ -269,7 +268,7 @@ class Board:
         """What is powered now, for the power model and energy accounting."""
         cam = self.camera
         camera = "recording" if cam.recording else "streaming" if cam.streaming else "off"
-        speaker = "playing" if (self.speaker.is_playing or self.media_playing) else \
+        speaker = "playing" if (self.speaker.is_playing or self.speaker.phone_audio) else \
             "idle" if self.speaker.streaming else "off"
         leds = tuple(n for n, lit in (("capture", cam.led_driven),
                                       ("status", self.status_led.lit)) if lit)

@@ -83,6 +83,9 @@ class Speaker:
         self._frames_played = 0
         self._closed = False
         self.underruns = 0
+        # The phone's music or call audio reaches the amplifier through bluealsa-aplay, not
+        # through this queue; the media service says when, for the power model.
+        self.phone_audio = False
 
     @property
     def volume(self) -> float:
@@ -97,6 +100,9 @@ class Speaker:
     @property
     def is_playing(self) -> bool:
         return not self._idle.is_set()
+
+    def mark_phone_audio(self, playing: bool) -> None:
+        self.phone_audio = bool(playing)
 
     @property
     def streaming(self) -> bool:

@@ -88,7 +88,7 @@ class Firmware:
 
     def __init__(self, config, data_dir: Path, clock, log_tail: LogTail | None = None,
                  models_dir=None, plan: str = "scheduler"):
-        self.config, self.clock = config, clock
+        self.config, self.clock, self.plan = config, clock, plan
         self.data_dir = Path(data_dir)
         prepare_data_dir(self.data_dir)
         remove_stale_temps(self.data_dir)       # before anything here writes
@@ -101,109 +101,150 @@ class Firmware:
         self.stopping = asyncio.Event()
         self.lifecycle = "starting"
         self.started_at = clock.monotonic()
+        self.events = EventBus()
+        self.blocking = Blocking()
+        self.arbiter = Arbiter()
+        # Build order: each feature takes only what the ones before it made.
+        self._build_workers()
+        self._build_board()
+        self._build_power()
+        self._build_voice_out()
+        self._build_capture()
+        self._build_listening()
+        self._build_phone()
+        self._build_payments()
+        self._build_assistant()
+        self._build_meeting()
+        self._build_energy()
 
-        # Two supervised workers: the voice worker (wake word, VAD, command grammar, TTS)
-        # answers within milliseconds even while the model worker (LLM, ASR) is busy
-        # generating, so listening, barge-in and the first spoken sentence never queue
-        # behind a whole answer.
-        self.model_worker = self.voice_worker = None
-        if models_dir is not None:
+    def _build_workers(self) -> None:
+        """Two supervised inference workers, each behind the user's offload servers.
+
+        The voice worker (wake word, VAD, command grammar, TTS) answers within milliseconds
+        even while the model worker (LLM, ASR) is busy generating, so listening, barge-in
+        and the first spoken sentence never queue behind a whole answer.
+        """
+        model = voice = None
+        if self.models_dir is not None:
             from .worker import InferenceClient
-            self.model_worker = InferenceClient(models_dir, threads=config.inference.threads,
-                                                preload=("llm", "asr"))
+            threads = self.config.inference.threads
+            model = InferenceClient(self.models_dir, threads=threads, preload=("llm", "asr"))
             # One thread keeps standby listening cheap; the voice gets the board's threads,
             # since the first spoken words wait on it (Piper: 250 ms on one, 150 on two).
-            self.voice_worker = InferenceClient(
-                models_dir, threads=1, preload=("wake", "vad", "grammar", "tts"),
-                role_options={"tts": {"threads": config.inference.threads}})
-
-        # The board and the plumbing every service shares.
-        self.events = EventBus()
+            voice = InferenceClient(self.models_dir, threads=1,
+                                    preload=("wake", "vad", "grammar", "tts"),
+                                    role_options={"tts": {"threads": threads}})
         # Offload (docs/offload.md): the roles set in <data>/offload.toml go to the user's
         # servers, the on-board workers answering whenever one fails; none set, none reached.
         self.offload = Offload(self.data_dir, self.events)
-        self.model_worker = self.offload.wrap(self.model_worker, ("llm", "asr"))
-        self.voice_worker = self.offload.wrap(self.voice_worker, ("tts",))
-        self.blocking = Blocking()
-        self.board = board = Board(config, self.data_dir, clock,
-                                   on_gesture=self._from_thread(self._gesture))
-        board.imu.int1.when_activated = self._from_thread(self.sample)
-        self.arbiter = Arbiter()
+        self.model_worker = self.offload.wrap(model, ("llm", "asr"))
+        self.voice_worker = self.offload.wrap(voice, ("tts",))
 
-        # Power: sensors -> conditions -> modes -> what each mode powers.
+    def _build_board(self) -> None:
+        self.board = Board(self.config, self.data_dir, self.clock,
+                           on_gesture=self._from_thread(self._gesture))
+        self.board.imu.int1.when_activated = self._from_thread(self.sample)
+
+    def _build_power(self) -> None:
+        """Sensors -> conditions -> modes -> what each mode powers."""
+        board = self.board
         self.monitor = Monitor(board.imu, board.fuel_gauge, board.thermal, board.charger_input,
-                               clock, self.events, wear_unsensed=board.missing_for("imu") is not None)
-        self.modes = m.ModeMachine(base_for=lambda: self.scheduler.base_mode())
+                               self.clock, self.events,
+                               wear_unsensed=board.missing_for("imu") is not None)
+        # The machine asks the scheduler, made next from it, for the mode to return to.
+        self.modes = m.ModeMachine(base_for=self._base_mode)
         self.modes.subscribe(lambda old, new, event, reason:
                              self.events.emit("mode", f"{new} {reason}".strip()))
-        self.scheduler = ModeScheduler(Thresholds.from_board(config), self.modes, clock, plan)
+        self.scheduler = ModeScheduler(Thresholds.from_board(self.config), self.modes,
+                                       self.clock, self.plan)
         self.power = PowerManager(board.soc, self.modes, self.events, self.blocking)
 
-        # Voice out, capture and recording.
-        self.cues = Cues(board.speaker, self.blocking)
-        self.speech = SpeechOut(board.speaker, self.voice_worker, self.cues, self.events, clock,
-                                self.blocking, touch=self.scheduler.touch)
-        self.capture = Capture(board.camera, self.arbiter, self.modes, clock, self.events,
-                               self.speech, self.cues, self.blocking, self.data_dir,
-                               CaptureSettings.from_board(config), lambda: self.scheduler.conditions,
-                               always_on=plan == "always-on")
-        self.hub = AudioHub(board.microphones, clock, self.events, self.blocking)
-        self.recorder = Recorder(self.hub, self.arbiter, self.modes, clock, self.events,
+    def _build_voice_out(self) -> None:
+        self.cues = Cues(self.board.speaker, self.blocking)
+        self.speech = SpeechOut(self.board.speaker, self.voice_worker, self.cues, self.events,
+                                self.clock, self.blocking, touch=self.scheduler.touch)
+
+    def _build_capture(self) -> None:
+        """Photos and video behind the LED interlock; meeting audio from the microphones."""
+        self.capture = Capture(camera=self.board.camera, claims=self.arbiter, modes=self.modes,
+                               clock=self.clock, events=self.events, speech=self.speech,
+                               earcons=self.cues, blocking=self.blocking, data_dir=self.data_dir,
+                               settings=CaptureSettings.from_board(self.config),
+                               conditions=lambda: self.scheduler.conditions,
+                               always_on=self.plan == "always-on")
+        self.hub = AudioHub(self.board.microphones, self.clock, self.events, self.blocking)
+        self.recorder = Recorder(self.hub, self.arbiter, self.modes, self.clock, self.events,
                                  self.blocking, self.data_dir, sealer=self.sealer)
 
-        # The assistant: the router serves voice intents and console commands alike.
+    def _build_listening(self) -> None:
+        """What a turn can do besides actions: talk, translate, read what the camera sees."""
         self.conversation = Conversation(self.model_worker, self.speech, self.modes, self.events)
         self.translator = Translator(self.model_worker, self.speech, self.modes, self.events)
         self.reader = Reader(self.capture, self.model_worker, self.translator, self.blocking)
-        # Payments: codes read through the interlocked camera, confirmed only by the button
-        # while worn, handed to the phone's wallet (none until a phone is linked).
-        # Phone link (firmware/phone): BlueZ and the Gadgetbridge companion when the board has
-        # Bluetooth; notifications wait while the wearer talks or the assistant answers.
-        # Calls (oFono: the glasses as hands-free unit; BlueALSA: the call's audio) and music
-        # (BlueZ's AVRCP player) on the same bus. A call holds the speaker and microphones.
-        self.phone_link, self.phone = None, NoPhone()
-        self.calls = self.media = None
-        if (bt := board.bluetooth) is not None:
-            self.phone_link = PhoneLink(LinkSettings(bt.address, bt.adapter, bt.alias), self.events,
-                                        clock, speech=self.speech)
-            self.phone = Companion(self.phone_link, self.speech, self.events, clock,
-                                   busy=lambda: self.assistant.state in TALKING or self.in_call())
-            self.media = Media(bt.address, self.speech, self.events, clock,
-                               on_playing=lambda playing: setattr(board, "media_playing", playing))
-            self.calls = Calls(bt.address, self.arbiter, board.speaker, self.hub,
-                               self.speech, self.events, clock, self.blocking, media=self.media,
-                               companion=self.phone)
-        self.payments = Payments(Scanner(self.capture, self.blocking, clock), self.phone,
-                                 self.speech, self.events, clock, self.blocking, self.data_dir,
-                                 worn=lambda: self.fresh_conditions().worn)
-        self.router = ActionRouter(self.capture, self.recorder, board.speaker, self.conversation, clock,
-                             self.fresh_conditions, self.data_dir, translator=self.translator,
-                             reader=self.reader, payments=self.payments, privacy=self.capture,
-                             calls=self.calls, media=self.media, sealer=self.sealer)
-        self.assistant = Assistant(self.hub, self.voice_worker, self.model_worker, self.arbiter,
-                                   self.modes, clock, self.events, self.speech, self.cues,
-                                   self.router, self.conversation, self.blocking, self.data_dir,
-                                   touch=self.scheduler.touch, asr_confirms=_asr_is_real(models_dir),
-                                   translator=self.translator)
-        if self.calls is not None:    # "answer", "hang up" heard during a call, no wake word
-            CallVoice(self.calls, self.voice_worker, self.arbiter, clock, self.hub, self.router,
-                      self.events)
-        # Meeting notes: transcripts and summaries in the background, behind the assistant.
-        self.transcriber = Transcriber(self.model_worker, self.modes, self.assistant.loop, clock,
-                                       self.events, self.blocking, self.data_dir,
-                                       recording=lambda: self.recorder.dir, sealer=self.sealer)
 
-        # Before a halt, every file is closed: the meeting first when the battery dies.
+    def _build_phone(self) -> None:
+        """BlueZ, the Gadgetbridge companion, calls (oFono, BlueALSA) and music (AVRCP).
+
+        Only when the board has Bluetooth. Notifications wait while the wearer talks or the
+        assistant answers; a call holds the speaker and microphones.
+        """
+        self.phone_link, self.phone = None, NoPhone()
+        self.calls = self.media = self.call_voice = None
+        if (bt := self.board.bluetooth) is None:
+            return
+        self.phone_link = PhoneLink(LinkSettings(bt.address, bt.adapter, bt.alias), self.events,
+                                    self.clock, speech=self.speech)
+        self.phone = Companion(self.phone_link, self.speech, self.events, self.clock,
+                               busy=self.wearer_busy)
+        self.media = Media(bt.address, self.speech, self.events, self.clock,
+                           on_playing=self.board.speaker.mark_phone_audio)
+        self.calls = Calls(bt.address, self.arbiter, self.board.speaker, self.hub, self.speech,
+                           self.events, self.clock, self.blocking, media=self.media,
+                           companion=self.phone)
+
+    def _build_payments(self) -> None:
+        """Codes read through the interlocked camera, confirmed only by the button while
+        worn, handed to the phone's wallet (none until a phone is linked)."""
+        self.payments = Payments(Scanner(self.capture, self.blocking, self.clock), self.phone,
+                                 self.speech, self.events, self.clock, self.blocking,
+                                 self.data_dir, worn=lambda: self.fresh_conditions().worn)
+
+    def _build_assistant(self) -> None:
+        """The router serves voice intents and console commands alike."""
+        self.router = ActionRouter(
+            capture=self.capture, recorder=self.recorder, speaker=self.board.speaker,
+            conversation=self.conversation, clock=self.clock, conditions=self.fresh_conditions,
+            data_dir=self.data_dir, translator=self.translator, reader=self.reader,
+            payments=self.payments, privacy=self.capture, calls=self.calls, media=self.media,
+            sealer=self.sealer)
+        self.assistant = Assistant(
+            hub=self.hub, voice=self.voice_worker, models=self.model_worker, claims=self.arbiter,
+            modes=self.modes, clock=self.clock, events=self.events, speech=self.speech,
+            earcons=self.cues, router=self.router, conversation=self.conversation,
+            blocking=self.blocking, data_dir=self.data_dir, touch=self.scheduler.touch,
+            asr_confirms=_asr_is_real(self.models_dir), translator=self.translator)
+        if self.calls is not None:    # "answer", "hang up" heard during a call, no wake word
+            self.call_voice = CallVoice(calls=self.calls, voice=self.voice_worker,
+                                        claims=self.arbiter, clock=self.clock, hub=self.hub,
+                                        router=self.router, events=self.events)
+
+    def _build_meeting(self) -> None:
+        """Transcripts and summaries in the background, behind the assistant's turns; before
+        a halt every file is closed, the meeting first when the battery dies."""
+        self.transcriber = Transcriber(self.model_worker, self.modes, self.assistant.loop,
+                                       self.clock, self.events, self.blocking, self.data_dir,
+                                       recording=lambda: self.recorder.dir, sealer=self.sealer)
         self.power.add_power_down_step("recording", self._stop_recording_if_critical)
         self.power.add_power_down_step("video", lambda mode: self.capture.close_all(f"{mode} mode"))
         self.power.add_power_down_step("microphones", lambda mode: self.hub.close())
 
-        # Energy last: it observes what the others switched on or off.
-        self.energy = EnergyMeter(config.power, clock, board.component_states,
+    def _build_energy(self) -> None:
+        """Last: it observes what the others switched on or off."""
+        self.energy = EnergyMeter(self.config.power, self.clock, self.board.component_states,
                                   lambda: self.modes.mode, self._activity)
         self.modes.subscribe(lambda *change: self.energy.tick())
-        if isinstance(getattr(clock, "listeners", None), list):
-            clock.listeners.append(self.energy.tick)
+        if isinstance(getattr(self.clock, "listeners", None), list):
+            self.clock.listeners.append(self.energy.tick)
 
     # Small views the wiring hands out.
     @property
@@ -212,7 +253,14 @@ class Firmware:
 
     def _activity(self) -> Activity:
         return Activity(video=self.capture.recording_video, meeting=self.recorder.running,
-                        music=self.board.media_playing)
+                        music=self.board.speaker.phone_audio)
+
+    def _base_mode(self) -> str:
+        return self.scheduler.base_mode()
+
+    def wearer_busy(self) -> bool:
+        """The wearer talks, the assistant answers or a call runs: notifications wait."""
+        return self.assistant.state in TALKING or self.in_call()
 
     def in_call(self) -> bool:
         """A phone call rings or runs: spoken notifications wait until it ends."""

@@ -55,9 +55,11 @@ class Parts:
     data_dir: Path
 
     def capture(self) -> Capture:
-        return Capture(self.board.camera, self.arbiter, self.modes, self.clock, self.events,
-                       self.speech, self.cues, self.blocking, self.data_dir,
-                       CaptureSettings.from_board(SIM), lambda: self.scheduler.conditions)
+        return Capture(camera=self.board.camera, claims=self.arbiter, modes=self.modes,
+                       clock=self.clock, events=self.events, speech=self.speech, earcons=self.cues,
+                       blocking=self.blocking, data_dir=self.data_dir,
+                       settings=CaptureSettings.from_board(SIM),
+                       conditions=lambda: self.scheduler.conditions)
 
     def set_conditions(self, **kw) -> None:
         base = dict(worn=True, charging=False, percent=80.0, temperature_c=30.0)
@@ -291,7 +293,9 @@ def test_router_serves_voice_and_console_from_one_table():
         def fresh():
             return Conditions(worn=True, charging=True, percent=42.4, temperature_c=30.0)
 
-        router = ActionRouter(cap, None, p.board.speaker, conv, p.clock, fresh, p.data_dir)
+        router = ActionRouter(capture=cap, recorder=None, speaker=p.board.speaker,
+                              conversation=conv, clock=p.clock, conditions=fresh,
+                              data_dir=p.data_dir)
         photo = await router.run("photo")
         assert photo.say == "Photo taken." and photo.lines[0].startswith("photo photos/")
         assert (p.data_dir / photo.lines[0].split()[1]).exists()

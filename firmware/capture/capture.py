@@ -77,7 +77,7 @@ class Capture:
     loading the model at the first capture).
     """
 
-    def __init__(self, camera: Camera, claims: Claims, modes: ModeGate, clock: Clock,
+    def __init__(self, *, camera: Camera, claims: Claims, modes: ModeGate, clock: Clock,
                  events: EventSink, speech: Speaks, earcons: Earcons, blocking: Blocking,
                  data_dir: Path, settings: CaptureSettings, conditions, always_on: bool = False,
                  faces: FaceBlur | None = None):

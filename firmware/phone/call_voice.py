@@ -30,7 +30,7 @@ LISTEN_S = 3600.0      # one capture lasts until someone speaks
 class CallVoice:
     """Listens while `calls` rings or runs; `calls.listeners` tells it when."""
 
-    def __init__(self, calls, voice, claims, clock, hub, router, events):
+    def __init__(self, *, calls, voice, claims, clock, hub, router, events):
         self.voice, self.hub, self.router, self.events = voice, hub, router, events
         self.allowed: tuple[str, ...] = ()
         self.segmenter = Segmenter(voice, claims, clock, self._event, self._poll)

@@ -5,7 +5,7 @@ Status and Track properties) and the A2DP stream as org.bluez.MediaTransport1, w
 Volume (0-127) is AVRCP absolute volume: setting it turns the music down on the phone. The
 audio itself is bluealsad's A2DP sink, played by bluealsa-aplay (docs/phone.md). Music is
 ducked while the glasses speak (the volume down, then back), paused for a call and resumed
-after it; `on_playing(bool)` tells the board whether music plays (the energy meter).
+after it; `on_playing(bool)` tells the speaker whether music plays (the energy meter).
 """
 
 import asyncio

@@ -166,9 +166,9 @@ class DayRun:
                     continue
                 fw.modes.fire("wake", "simulated assistant turn")
                 await self.clock.asleep(TURN_LISTEN_S)
-                fw.board.media_playing = True      # the answer being spoken
+                fw.board.speaker.mark_phone_audio(True)      # the answer being spoken
                 await self.clock.asleep(TURN_ANSWER_S)
-                fw.board.media_playing = False
+                fw.board.speaker.mark_phone_audio(False)
                 if fw.mode == m.INTERACTIVE:
                     fw.modes.fire("turn_done", "answer spoken")
         elif step.action == "photos":
@@ -193,9 +193,9 @@ class DayRun:
             except GlassesError:
                 self.refused += 1
         elif step.action == "music_min":
-            fw.board.media_playing = True
+            fw.board.speaker.mark_phone_audio(True)
             await self.clock.asleep(60 * float(step.value))
-            fw.board.media_playing = False
+            fw.board.speaker.mark_phone_audio(False)
 
     def _report(self) -> dict:
         e = self.fw.energy

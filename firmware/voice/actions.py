@@ -41,7 +41,7 @@ class UnknownAction(GlassesError, ValueError):
 class ActionRouter:
     """Runs ACTIONS against the services it is given; `run(name, **args) -> Outcome`."""
 
-    def __init__(self, capture, recorder, speaker: Speaker, conversation, clock: Clock,
+    def __init__(self, *, capture, recorder, speaker: Speaker, conversation, clock: Clock,
                  conditions, data_dir: Path, translator=None, reader=None, payments=None,
                  privacy=None, calls=None, media=None, sealer=None):
         self.capture, self.recorder, self.speaker = capture, recorder, speaker

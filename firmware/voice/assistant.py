@@ -42,7 +42,7 @@ class AssistantOff(GlassesError, RuntimeError):
 class Assistant:
     """Turns voice events into turns; `start()` once the loop runs."""
 
-    def __init__(self, hub, voice, models, claims, modes, clock, events, speech, earcons,
+    def __init__(self, *, hub, voice, models, claims, modes, clock, events, speech, earcons,
                  router, conversation, blocking, data_dir: Path, touch=lambda: None,
                  settings: ListenSettings = ListenSettings(), asr_confirms: bool = True,
                  translator=None):
