@@ -4,18 +4,37 @@ They run the same router actions the button and the voice do ("answer", "what so
 this"), so the console answers exactly what the wearer would hear.
 """
 
-from .commands import CommandError, as_json, command, take_flag
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from .commands import Command, CommandError, as_json, take_flag
 from .features import run_action
+
+if TYPE_CHECKING:
+    from ..phone.calls import Calls
+    from ..phone.media import Media
+    from ..voice.actions import ActionRouter
 
 CALL_USAGE = "call answer|reject|hangup | call [status] [--json]"
 NO_PHONE = "this board has no phone link (no [bluetooth] table in its board file)"
 MUSIC_USAGE = "music play|pause|next|now | music volume PERCENT | music status [--json]"
 
 
-@command("call", CALL_USAGE, "the phone call: answer, reject or hang up; its state")
-async def cmd_call(session, args):
+@dataclass(frozen=True)
+class CallPorts:
+    calls: "Calls | None"           # None: the board has no Bluetooth
+    router: "ActionRouter"
+
+
+@dataclass(frozen=True)
+class MusicPorts:
+    media: "Media | None"           # None: the board has no Bluetooth
+    router: "ActionRouter"
+
+
+async def cmd_call(session, ports: CallPorts, args):
     args, js = take_flag(args, "--json")
-    calls = session.fw.calls
+    calls = ports.calls
     if calls is None:
         raise CommandError(NO_PHONE)
     match args:
@@ -32,31 +51,38 @@ async def cmd_call(session, args):
                          f"{audio['to_phone_bytes']} bytes out")
             return [line]
         case ["answer" | "reject" | "hangup" as what]:
-            return await run_action(session, f"call {what}", f"call_{what}", {})
+            return await run_action(ports.router, f"call {what}", f"call_{what}", {})
     raise CommandError(f"usage: {CALL_USAGE}")
 
 
-@command("music", MUSIC_USAGE, "the phone's music: play, pause, next, volume, what is playing")
-async def cmd_music(session, args):
+async def cmd_music(session, ports: MusicPorts, args):
     args, js = take_flag(args, "--json")
-    if session.fw.media is None:
+    if ports.media is None:
         raise CommandError(NO_PHONE)
     match args:
         case ["play" | "pause" | "next" | "now" as what]:
-            return await run_action(session, f"music {what}", f"music_{what}", {})
+            return await run_action(ports.router, f"music {what}", f"music_{what}", {})
         case ["volume", percent]:
             try:
                 value = float(percent)
             except ValueError:
                 raise CommandError(f"PERCENT must be a number 0 to 100, got '{percent[:12]}'; "
                                    f"usage: {MUSIC_USAGE}") from None
-            return await run_action(session, "music volume", "music_volume", {"percent": value})
+            return await run_action(ports.router, "music volume", "music_volume", {"percent": value})
         case [] | ["status"]:
-            status = session.fw.media.status_line()
+            status = ports.media.status_line()
             if js:
                 return as_json(status)
             return [" ".join(f"{k} {v}" for k, v in status.items())]
     raise CommandError(f"usage: {MUSIC_USAGE}")
+
+
+COMMANDS = (
+    Command("call", CALL_USAGE, "the phone call: answer, reject or hang up; its state", cmd_call,
+            CallPorts),
+    Command("music", MUSIC_USAGE, "the phone's music: play, pause, next, volume, what is playing",
+            cmd_music, MusicPorts),
+)
 
 
 SIM_USAGE = "call NAME [NUMBER] | hangup | hfp on|off | music play|queue TITLE ARTIST"  # sim phone

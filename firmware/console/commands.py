@@ -1,45 +1,92 @@
 """Console commands: an allowlist of named handlers, each returning reply lines.
 
-A handler gets the session and its arguments, returns the lines to print before `OK`,
-and raises CommandError for an `ERR` reply. Nothing here runs a shell or evaluates
-input; an unknown word is refused.
+A command module declares its commands as data (`Command`s in a tuple named COMMANDS) and,
+next to them, the ports each one uses: a frozen dataclass (`VersionPorts` below). A handler
+is `async def cmd_x(session, ports, args)`: the session for what is the session's (the PIN
+gate, events, echo, the listed commands, writing lines), its ports for everything else,
+never the firmware. It returns the lines to print before `OK` and raises CommandError for
+an `ERR` reply. table.py builds each command's ports from the firmware when the console
+opens. Nothing here runs a shell or evaluates input; an unknown word is refused.
 """
 
 import json
 import shlex
 import time
 from dataclasses import dataclass
-from typing import Awaitable, Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Awaitable, Callable
 
 from glasses_firmware.drivers.errors import GlassesError
 
-from .. import __version__
+from ..ports import Blocking, Clock
+
+if TYPE_CHECKING:     # annotations only: the console does not import the services it is handed
+    from glasses_firmware.drivers.bringup import Board
+
+    from ..arbiter import Arbiter
+    from ..events import LogTail
+    from ..phone.bluez import PhoneLink
+    from ..phone.calls import Calls
+    from ..phone.media import Media
+    from ..power.energy import EnergyMeter
+    from ..power.modes import ModeMachine
+    from ..power.monitor import Monitor, Snapshot
+    from ..voice.assistant import Assistant
 
 
 class CommandError(GlassesError, ValueError):
     """The reply is `ERR <message>`; the message says what was wrong and what to try."""
 
 
+Handler = Callable[[Any, Any, list[str]], Awaitable[list[str]]]   # (session, ports, args)
+
+
 @dataclass(frozen=True)
 class Command:
+    """One console command as declared: its words, its handler and the ports it takes."""
+
     name: str
     usage: str
     summary: str
-    handler: Callable[..., Awaitable[list[str]]]
+    handler: Handler
+    ports: type | None = None   # the frozen dataclass of ports the handler gets; None: none
     raw: bool = False    # the handler gets the rest of the line as one argument, unparsed
     timeout_s: float | None = None   # None: the console's COMMAND_TIMEOUT_S
     details: tuple[str, ...] = ()    # more lines for `help NAME`: a group's subcommands
+    listed: Callable[[Any], bool] | None = None   # given the ports: shown in `help`? None: always
 
 
-REGISTRY: dict[str, Command] = {}
+@dataclass(frozen=True)
+class BoundCommand:
+    """A command with its ports, as the console's table holds it (table.py builds it)."""
+
+    command: Command
+    ports: Any
+    listed: bool = True
+
+    @property
+    def name(self) -> str:
+        return self.command.name
+
+    @property
+    def raw(self) -> bool:
+        return self.command.raw
+
+    @property
+    def timeout_s(self) -> float | None:
+        return self.command.timeout_s
+
+    def run(self, session, args: list[str]) -> Awaitable[list[str]]:
+        return self.command.handler(session, self.ports, args)
 
 
-def command(name: str, usage: str, summary: str, raw: bool = False, timeout_s: float | None = None,
-            details: tuple[str, ...] = ()):
-    def register(fn):
-        REGISTRY[name] = Command(name, usage, summary, fn, raw, timeout_s, tuple(details))
-        return fn
-    return register
+def bind(command: Command, ports) -> BoundCommand:
+    """`command` given its ports (None when it takes none); the ports decide `listed`."""
+    if (ports is None) != (command.ports is None) or \
+            (ports is not None and not isinstance(ports, command.ports)):
+        raise TypeError(f"command {command.name} takes {command.ports}, given {type(ports)}")
+    listed = command.listed is None or command.listed(ports)
+    return BoundCommand(command, ports, listed)
 
 
 def split(text: str) -> list[str]:
@@ -67,31 +114,38 @@ def as_json(obj) -> list[str]:
     return [json.dumps(obj, separators=(",", ":"), sort_keys=True)]
 
 
-@command("help", "help [COMMAND]", "list commands, or show one command's usage")
-async def cmd_help(session, args):
-    names = session.visible_commands()
+# The core commands. `help`, `login`, `logout`, `events` and `echo` are the session's own.
+
+async def cmd_help(session, ports, args):
+    shown = session.visible_commands()
     if args:
-        cmd = REGISTRY.get(args[0])
-        if cmd is None or cmd.name not in names:
+        cmd = next((c.command for c in shown if c.name == args[0]), None)
+        if cmd is None:
             raise CommandError(f"no command '{args[0]}'; type help for the list")
         return [f"usage: {cmd.usage}", cmd.summary, *cmd.details]
-    width = max(len(REGISTRY[n].usage) for n in names)
-    return [f"{REGISTRY[n].usage:<{width}}  {REGISTRY[n].summary}" for n in names]
+    width = max(len(c.command.usage) for c in shown)
+    return [f"{c.command.usage:<{width}}  {c.command.summary}" for c in shown]
 
 
-@command("version", "version [--json]", "firmware version and board")
-async def cmd_version(session, args):
+@dataclass(frozen=True)
+class VersionPorts:
+    """What `version` says (the console's greeting says the same)."""
+
+    version: str
+    board_name: str
+    module: str
+
+
+async def cmd_version(session, ports: VersionPorts, args):
     args, js = take_flag(args, "--json")
     no_args(args, "version [--json]")
-    fw = session.fw
-    info = {"version": __version__, "board": fw.config.name, "module": fw.config.board.module}
+    info = {"version": ports.version, "board": ports.board_name, "module": ports.module}
     if js:
         return as_json(info)
-    return [f"glasses {__version__} on {fw.config.name} ({fw.config.board.module})"]
+    return [f"glasses {ports.version} on {ports.board_name} ({ports.module})"]
 
 
-@command("login", "login PIN", "unlock the console on boards that require a PIN")
-async def cmd_login(session, args):
+async def cmd_login(session, ports, args):
     if len(args) != 1:
         raise CommandError("usage: login PIN")
     reason = session.gate.login(args[0])
@@ -100,41 +154,61 @@ async def cmd_login(session, args):
     return ["unlocked"]
 
 
-@command("logout", "logout", "lock the console again (boards with a PIN)")
-async def cmd_logout(session, args):
+async def cmd_logout(session, ports, args):
     no_args(args, "logout")
     session.gate.logout()
     return ["locked" if not session.gate.unlocked else "no PIN on this board"]
 
 
-def status_dict(fw) -> dict:
+@dataclass(frozen=True)
+class StatusPorts:
+    """What `status` reads; the phone's services are None on a board without Bluetooth."""
+
+    board_name: str
+    board: "Board"                        # its missing endpoints
+    sample: Callable[[], "Snapshot"]      # read the sensors now (the mode scheduler sees it too)
+    monitor: "Monitor"
+    modes: "ModeMachine"
+    lifecycle: Callable[[], str]          # starting, running, stopping: it moves after start
+    worker_states: Callable[[], dict[str, str]]
+    model_worker: Any                     # the inference clients behind offload; None: no models
+    voice_worker: Any
+    clock: Clock
+    started_at: float                     # clock.monotonic() when the firmware started
+    data_dir: Path
+    phone_link: "PhoneLink | None"
+    calls: "Calls | None"
+    media: "Media | None"
+
+
+def status_dict(ports: StatusPorts) -> dict:
     from .. import notify
-    mon = fw.monitor
-    snap = fw.sample()
-    workers = fw.worker_states()
+    mon = ports.monitor
+    snap = ports.sample()
+    workers = ports.worker_states()
     g = snap.gauge
     return {
-        "board": fw.config.name,
-        "mode": fw.mode,
-        "lifecycle": fw.lifecycle,
+        "board": ports.board_name,
+        "mode": ports.modes.mode,
+        "lifecycle": ports.lifecycle(),
         "battery": {"percent": round(g.percent, 1) if g else None,
                     "voltage": round(g.voltage_v, 3) if g else None,
                     "charging": mon.charging},
         "worn": mon.worn,
         "temperature_c": None if mon.temperature_c is None else round(mon.temperature_c, 1),
-        "storage": {"free_mb": mon.storage_free_mb(fw.data_dir)},
+        "storage": {"free_mb": mon.storage_free_mb(ports.data_dir)},
         "worker": {"state": workers["model"], "voice": workers["voice"],
-                   "pid": _pid(fw.model_worker), "voice_pid": _pid(fw.voice_worker),
-                   "up_s": _up(fw.model_worker), "voice_up_s": _up(fw.voice_worker)},
-        "uptime_s": round(fw.clock.monotonic() - fw.started_at, 1),
+                   "pid": _pid(ports.model_worker), "voice_pid": _pid(ports.voice_worker),
+                   "up_s": _up(ports.model_worker), "voice_up_s": _up(ports.voice_worker)},
+        "uptime_s": round(ports.clock.monotonic() - ports.started_at, 1),
         "faults": snap.faults,
         # Endpoints this machine lacks (drivers/absent.py): added, every field above unchanged.
-        "missing": fw.board.missing,
+        "missing": ports.board.missing,
         "watchdog": dict(notify.pings),     # systemd's: ping period (None: not armed), pings sent
         # The phone link (issue 14): added, every field above unchanged.
-        "phone": fw.phone_link.status() if getattr(fw, "phone_link", None) else {"state": "none"},
-        "call": fw.calls.status()["state"] if getattr(fw, "calls", None) else "none",
-        "music": fw.media.status_line() if getattr(fw, "media", None) else {"status": "none"},
+        "phone": ports.phone_link.status() if ports.phone_link else {"state": "none"},
+        "call": ports.calls.status()["state"] if ports.calls else "none",
+        "music": ports.media.status_line() if ports.media else {"status": "none"},
     }
 
 
@@ -150,11 +224,10 @@ def _up(client) -> float | None:
     return round(time.monotonic() - client.supervisor.ready_at, 3)
 
 
-@command("status", "status [--json]", "mode, battery, wear, temperature, storage, worker, uptime")
-async def cmd_status(session, args):
+async def cmd_status(session, ports: StatusPorts, args):
     args, js = take_flag(args, "--json")
     no_args(args, "status [--json]")
-    s = status_dict(session.fw)
+    s = status_dict(ports)
     s["console"] = {"dropped_lines": session.dropped_lines}
     if js:
         return as_json(s)
@@ -171,12 +244,19 @@ async def cmd_status(session, args):
     return lines
 
 
-@command("selftest", "selftest [--json]", "probe every device (one row each)")
-async def cmd_selftest(session, args):
+@dataclass(frozen=True)
+class SelftestPorts:
+    """`selftest` probes the board's devices off the loop."""
+
+    board: "Board"
+    blocking: Blocking
+
+
+async def cmd_selftest(session, ports: SelftestPorts, args):
     from .. import selftest
     args, js = take_flag(args, "--json")
     no_args(args, "selftest [--json]")
-    rows = await session.fw.blocking.run(selftest.run, session.fw.board, timeout_s=60)
+    rows = await ports.blocking.run(selftest.run, ports.board, timeout_s=60)
     if js:
         return [selftest.to_json(rows)]
     lines = selftest.to_text(rows).splitlines()
@@ -188,11 +268,17 @@ async def cmd_selftest(session, args):
     return lines
 
 
-@command("sensors", "sensors [--json]", "IMU, battery gauge and temperatures, read now")
-async def cmd_sensors(session, args):
+@dataclass(frozen=True)
+class SensorsPorts:
+    """`sensors` reads them now, through the same sampling the mode scheduler gets."""
+
+    sample: Callable[[], "Snapshot"]
+
+
+async def cmd_sensors(session, ports: SensorsPorts, args):
     args, js = take_flag(args, "--json")
     no_args(args, "sensors [--json]")
-    snap = session.fw.sample()
+    snap = ports.sample()
     out = {"faults": snap.faults, "soc_temperature_c": snap.soc_temp_c}
     if snap.imu:
         out["imu"] = {"accel_ms2": [round(v, 3) for v in snap.imu.accel_ms2],
@@ -220,41 +306,63 @@ async def cmd_sensors(session, args):
     return lines
 
 
-@command("mode", "mode [--json]", "the current operating mode and why")
-async def cmd_mode(session, args):
+@dataclass(frozen=True)
+class ModePorts:
+    """What `mode` reads: the mode, what it allows, and who holds what."""
+
+    sample: Callable[[], "Snapshot"]
+    modes: "ModeMachine"
+    lifecycle: Callable[[], str]
+    monitor: "Monitor"
+    assistant: "Assistant"                # the voice loop's state
+    microphones: Any                      # drivers.audio.Microphones: running or not
+    arbiter: "Arbiter"
+    energy: "EnergyMeter"
+
+
+async def cmd_mode(session, ports: ModePorts, args):
     args, js = take_flag(args, "--json")
     no_args(args, "mode [--json]")
-    fw = session.fw
-    fw.sample()
-    p = fw.modes.policy
-    info = {"mode": fw.mode, "lifecycle": fw.lifecycle, "worn": fw.monitor.worn,
+    ports.sample()
+    p = ports.modes.policy
+    mode, lifecycle = ports.modes.mode, ports.lifecycle()
+    info = {"mode": mode, "lifecycle": lifecycle, "worn": ports.monitor.worn,
             "policy": {"photo": p.camera, "video": p.video, "listening": p.listening,
                        "llm": p.llm, "soc": p.soc},
-            "voice": fw.assistant.state, "microphones": fw.board.microphones.running,
-            "resources": fw.arbiter.snapshot(), "power_w": round(fw.energy.watts, 3)}
+            "voice": ports.assistant.state, "microphones": ports.microphones.running,
+            "resources": ports.arbiter.snapshot(), "power_w": round(ports.energy.watts, 3)}
     if js:
         return as_json(info)
     allowed = ", ".join(k for k in ("photo", "video", "listening", "llm") if info["policy"][k])
     held = "; ".join(f"{r}: {', '.join(o)}" for r, o in info["resources"].items() if o) or "none"
-    return [f"{fw.mode} (lifecycle {fw.lifecycle})", f"allows      {allowed or 'nothing'}",
+    return [f"{mode} (lifecycle {lifecycle})", f"allows      {allowed or 'nothing'}",
             f"soc         {p.soc}", f"voice loop  {info['voice']}",
             f"microphones {'on' if info['microphones'] else 'off'}", f"resources   {held}",
             f"power       {info['power_w']:.2f} W"]
 
 
-@command("log", "log [N]", "the last N log lines (default 20)")
-async def cmd_log(session, args):
+@dataclass(frozen=True)
+class LogPorts:
+    log_tail: "LogTail"
+
+
+async def cmd_log(session, ports: LogPorts, args):
     if len(args) > 1 or (args and not is_count(args[0])):
         raise CommandError("usage: log [N] with N a whole number, e.g. log 50")
     n = min(int(args[0]) if args else 20, 500)
-    return session.fw.log_tail.tail(n) or ["(log is empty)"]
+    return ports.log_tail.tail(n) or ["(log is empty)"]
 
 
-@command("models", "models [--json]", "the models the firmware knows and their state")
-async def cmd_models(session, args):
+@dataclass(frozen=True)
+class ModelsPorts:
+    models_info: Callable[[], list[dict]]   # blocking: it hashes the model files
+    blocking: Blocking
+
+
+async def cmd_models(session, ports: ModelsPorts, args):
     args, js = take_flag(args, "--json")
     no_args(args, "models [--json]")
-    models = await session.fw.blocking.run(session.fw.models_info, timeout_s=300)
+    models = await ports.blocking.run(ports.models_info, timeout_s=300)
     if js:
         return as_json(models)
     return [f"{m['role']:<8} {m['name']:<34} {m['state']}{' (active)' if m['active'] else ''}"
@@ -263,17 +371,37 @@ async def cmd_models(session, args):
          "`glasses models build-test`)"]
 
 
-@command("events", "events on|off", "asynchronous EVT lines on this console")
-async def cmd_events(session, args):
+async def cmd_events(session, ports, args):
     if args not in (["on"], ["off"]):
         raise CommandError("usage: events on|off")
     session.set_events(args[0] == "on")
     return [f"events {args[0]}"]
 
 
-@command("echo", "echo on|off", "echo typed characters back (for plain serial terminals)")
-async def cmd_echo(session, args):
+async def cmd_echo(session, ports, args):
     if args not in (["on"], ["off"]):
         raise CommandError("usage: echo on|off")
     session.echo = args[0] == "on"
     return [f"echo {args[0]}"]
+
+
+COMMANDS = (
+    Command("help", "help [COMMAND]", "list commands, or show one command's usage", cmd_help),
+    Command("version", "version [--json]", "firmware version and board", cmd_version,
+            VersionPorts),
+    Command("login", "login PIN", "unlock the console on boards that require a PIN", cmd_login),
+    Command("logout", "logout", "lock the console again (boards with a PIN)", cmd_logout),
+    Command("status", "status [--json]", "mode, battery, wear, temperature, storage, worker, uptime",
+            cmd_status, StatusPorts),
+    Command("selftest", "selftest [--json]", "probe every device (one row each)", cmd_selftest,
+            SelftestPorts),
+    Command("sensors", "sensors [--json]", "IMU, battery gauge and temperatures, read now",
+            cmd_sensors, SensorsPorts),
+    Command("mode", "mode [--json]", "the current operating mode and why", cmd_mode, ModePorts),
+    Command("log", "log [N]", "the last N log lines (default 20)", cmd_log, LogPorts),
+    Command("models", "models [--json]", "the models the firmware knows and their state",
+            cmd_models, ModelsPorts),
+    Command("events", "events on|off", "asynchronous EVT lines on this console", cmd_events),
+    Command("echo", "echo on|off", "echo typed characters back (for plain serial terminals)",
+            cmd_echo),
+)

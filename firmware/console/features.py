@@ -5,10 +5,16 @@ typed command and a spoken one get the same checks and refusals.
 """
 
 import math
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from glasses_firmware.drivers.errors import GlassesError
 
-from .commands import CommandError, command, is_count
+from .commands import Command, CommandError, is_count
+
+if TYPE_CHECKING:
+    from ..voice.actions import ActionRouter
+    from ..voice.assistant import Assistant
 
 CAPTURE_USAGE = ("capture photo | capture burst N | capture video SECONDS | "
                  "capture interval SECONDS|stop | capture stop | capture pause|resume")
@@ -45,38 +51,57 @@ def _action(args: list[str]) -> tuple[str, dict] | None:
     return None
 
 
-async def run_action(session, what: str, name: str, args: dict) -> list[str]:
+@dataclass(frozen=True)
+class ActionPorts:
+    """A command that runs the router's actions, as the voice does (`scan` too)."""
+
+    router: "ActionRouter"
+
+
+@dataclass(frozen=True)
+class AssistantPorts:
+    """A typed turn for the assistant (`ask`, `read`)."""
+
+    assistant: "Assistant"
+
+
+async def run_action(router: "ActionRouter", what: str, name: str, args: dict) -> list[str]:
     """Run a router action for a console command; a refusal becomes the command's ERR."""
     try:
-        return list((await session.fw.router.run(name, **args)).lines)
+        return list((await router.run(name, **args)).lines)
     except GlassesError as e:
         raise CommandError(f"{what} refused: {e}") from None
 
 
-@command("capture", "capture photo|burst N|video SECONDS|interval SECONDS|stop",
-         "take photos or video behind the privacy LED")
-async def cmd_capture(session, args):
+async def cmd_capture(session, ports: ActionPorts, args):
     action = _action(args)
     if action is None:
         raise CommandError(f"usage: {CAPTURE_USAGE}")
-    return await run_action(session, "capture", *action)
+    return await run_action(ports.router, "capture", *action)
 
 
-@command("record", "record start|stop", "meeting recording: microphone audio in durable segments")
-async def cmd_record(session, args):
+async def cmd_record(session, ports: ActionPorts, args):
     if args not in (["start"], ["stop"]):
         raise CommandError("usage: record start|stop")
-    return await run_action(session, "record", f"record_{args[0]}", {})
+    return await run_action(ports.router, "record", f"record_{args[0]}", {})
 
 
-# A turn is bounded by the assistant's own limits (tokens, the worker's heartbeat); the
-# console's guard only catches a stuck one, and a slow CPU (an emulator, a CM4 under load)
-# may take minutes to answer.
-@command("ask", "ask TEXT", "a text turn for the assistant: the reply is spoken and printed",
-         raw=True, timeout_s=600.0)
-async def cmd_ask(session, args):
+async def cmd_ask(session, ports: AssistantPorts, args):
     text = " ".join(args).strip()
     if not text:
         raise CommandError("usage: ask TEXT, e.g. ask what's the battery")
-    reply = await session.fw.assistant.ask(text)
+    reply = await ports.assistant.ask(text)
     return reply.splitlines() or ["(no answer)"]
+
+
+COMMANDS = (
+    Command("capture", "capture photo|burst N|video SECONDS|interval SECONDS|stop",
+            "take photos or video behind the privacy LED", cmd_capture, ActionPorts),
+    Command("record", "record start|stop", "meeting recording: microphone audio in durable segments",
+            cmd_record, ActionPorts),
+    # A turn is bounded by the assistant's own limits (tokens, the worker's heartbeat); the
+    # console's guard only catches a stuck one, and a slow CPU (an emulator, a CM4 under
+    # load) may take minutes to answer.
+    Command("ask", "ask TEXT", "a text turn for the assistant: the reply is spoken and printed",
+            cmd_ask, AssistantPorts, raw=True, timeout_s=600.0),
+)

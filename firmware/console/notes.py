@@ -6,22 +6,41 @@ restart; progress arrives as `EVT notes ...` lines. There is no `notes export`: 
 copy in the data dir would undo the sealing (`glasses export` writes elsewhere).
 """
 
-from .commands import CommandError, as_json, command, take_flag
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from ..ports import Blocking, Clock
+from .commands import Command, CommandError, as_json, take_flag
+
+if TYPE_CHECKING:
+    from glasses_firmware.drivers.sealed import Sealer
+
+    from ..meeting.recorder import Recorder
+    from ..meeting.transcriber import Transcriber
 
 USAGE = "notes list [--json] | notes show ID|latest | notes search TEXT"
 
 
-def _live_id(fw) -> str | None:
-    rec = fw.recorder
+@dataclass(frozen=True)
+class NotesPorts:
+    """The notes on disk, the recording running now and the transcriber's progress."""
+
+    data_dir: Path
+    sealer: "Sealer"
+    recorder: "Recorder"
+    transcriber: "Transcriber"
+    clock: Clock
+    blocking: Blocking
+
+
+def _live_id(ports: NotesPorts) -> str | None:
+    rec = ports.recorder
     return rec.dir.name if rec.running and rec.dir is not None else None
 
 
-@command("notes", "notes list [--json]|show ID|search TEXT",
-         "meeting notes: list recordings and their status, show one, search them all",
-         raw=True)
-async def cmd_notes(session, args):
+async def cmd_notes(session, ports: NotesPorts, args):
     from ..meeting import notes
-    fw = session.fw
     line = args[0].strip() if args else ""
     if not line:
         raise CommandError(f"usage: {USAGE}")
@@ -32,12 +51,12 @@ async def cmd_notes(session, args):
         rest, js = take_flag(rest, "--json")
         if rest:
             raise CommandError(f"unexpected '{' '.join(rest)}'; usage: {USAGE}")
-        rows = await fw.blocking.run(notes.rows, fw.data_dir, _live_id(fw), fw.sealer)
-        worker = fw.transcriber
+        rows = await ports.blocking.run(notes.rows, ports.data_dir, _live_id(ports), ports.sealer)
+        worker = ports.transcriber
         for r in rows:
             if r.status == "recording" and r.started is not None:
                 # On disk are only the whole segments so far; the meeting is longer.
-                r.duration = notes.clock_text(fw.clock.wall() - r.started)
+                r.duration = notes.clock_text(ports.clock.wall() - r.started)
             if r.id == worker.current and worker.waiting and \
                     r.status.startswith(("transcribing", "summarizing")):
                 r.status += f" (waiting: {worker.waiting})"
@@ -50,18 +69,25 @@ async def cmd_notes(session, args):
     if sub == "show":
         if len(rest) != 1:
             raise CommandError("usage: notes show ID (an id from `notes list`, or latest)")
-        rec = await fw.blocking.run(notes.find, fw.data_dir, rest[0], fw.sealer)
+        rec = await ports.blocking.run(notes.find, ports.data_dir, rest[0], ports.sealer)
         if rec is None:
             raise CommandError(f"no recording '{rest[0][:40]}'; `notes list` shows the ids")
-        return await fw.blocking.run(notes.show, fw.data_dir, rec, _live_id(fw), fw.sealer)
+        return await ports.blocking.run(notes.show, ports.data_dir, rec, _live_id(ports), ports.sealer)
     if sub == "search":
         text = " ".join(rest).strip()
         if not text:
             raise CommandError("usage: notes search TEXT, e.g. notes search budget")
-        hits, total = await fw.blocking.run(notes.search, fw.data_dir, text, fw.sealer)
+        hits, total = await ports.blocking.run(notes.search, ports.data_dir, text, ports.sealer)
         if not hits:
             return [f"no notes mention '{text[:60]}'"]
         more = [f"... and {total - len(hits)} more; search for something narrower"] \
             if total > len(hits) else []
         return hits + more
     raise CommandError(f"unknown notes command '{sub[:20]}'; usage: {USAGE}")
+
+
+COMMANDS = (
+    Command("notes", "notes list [--json]|show ID|search TEXT",
+            "meeting notes: list recordings and their status, show one, search them all",
+            cmd_notes, NotesPorts, raw=True),
+)

@@ -9,21 +9,28 @@ logged), `offload off ROLE|all` goes back to the glasses.
 
 import asyncio
 import dataclasses
+from typing import TYPE_CHECKING
 
 from glasses_firmware.drivers.errors import ConfigError
 
 from ..offload import settings
-from .commands import CommandError, as_json, command, take_flag
+from .commands import Command, CommandError, as_json, take_flag
+
+if TYPE_CHECKING:
+    from ..offload.control import Offload
 
 USAGE = ("offload [--json] | offload set llm|asr|tts openai|wyoming URL [--model NAME] "
          "[--deadline S] [--ca FILE] | offload token ROLE [--file PATH] | offload off ROLE|all")
 TOKEN_WAIT_S = 30.0
 
 
-@command("offload", "offload [--json]|set|token|off ...",
-         "servers that answer the LLM, ASR or TTS instead of the glasses")
-async def cmd_offload(session, args):
-    control = session.fw.offload
+@dataclasses.dataclass(frozen=True)
+class OffloadPorts:
+    offload: "Offload"      # the settings and the wrappers around the workers (offload/control.py)
+
+
+async def cmd_offload(session, ports: OffloadPorts, args):
+    control = ports.offload
     args, js = take_flag(args, "--json")
     match args:
         case []:
@@ -61,6 +68,13 @@ async def cmd_offload(session, args):
                 return [f"offload {role}: already on the glasses"]
             return [f"offload {role}: off; answered on the glasses"]
     raise CommandError(f"usage: {USAGE}")
+
+
+COMMANDS = (
+    Command("offload", "offload [--json]|set|token|off ...",
+            "servers that answer the LLM, ASR or TTS instead of the glasses", cmd_offload,
+            OffloadPorts),
+)
 
 
 def _lines(status: dict) -> list[str]:
@@ -101,9 +115,9 @@ async def _next_line(session) -> str:
     # Typed characters are not echoed back meanwhile (`echo on` terminals), as a password.
     echo, session.echo = session.echo, False
     try:
-        # The session's own queue of framed input lines (session.py): the line never
-        # reaches the command parser, so no error message can quote it.
-        line = await asyncio.wait_for(session._queue.get(), TOKEN_WAIT_S)
+        # The session's own next framed input line (session.py): it never reaches the
+        # command parser, so no error message can quote it.
+        line = await asyncio.wait_for(session.next_line(), TOKEN_WAIT_S)
     except asyncio.TimeoutError:
         raise CommandError(f"no token within {TOKEN_WAIT_S:g} s; try `offload token ROLE "
                            "--file PATH`") from None

@@ -5,28 +5,43 @@ action button pressed twice while the glasses are worn confirms (payments/flow.p
 console on the serial port can show an offer but cannot complete one.
 """
 
-from .commands import CommandError, as_json, command, is_count, take_flag
-from .features import run_action
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from ..ports import Blocking
+from .commands import Command, CommandError, as_json, is_count, take_flag
+from .features import ActionPorts, run_action
+
+if TYPE_CHECKING:
+    from ..payments.flow import Payments
+    from ..voice.actions import ActionRouter
 
 PAY_USAGE = "pay [AMOUNT [CURRENCY]] | pay cancel | pay status [--json] | pay log [N]"
 
 
-@command("scan", "scan", "read the QR or product codes in view (through the privacy LED)")
-async def cmd_scan(session, args):
+@dataclass(frozen=True)
+class PayPorts:
+    """`pay` offers through the router (as "pay this" does); status and log come from the flow."""
+
+    router: "ActionRouter"
+    payments: "Payments"
+    blocking: Blocking
+
+
+async def cmd_scan(session, ports: ActionPorts, args):
     if args:
         raise CommandError("usage: scan")
-    return await run_action(session, "scan", "scan", {})
+    return await run_action(ports.router, "scan", "scan", {})
 
 
-@command("pay", PAY_USAGE, "offer to pay the merchant QR code in view; the button confirms")
-async def cmd_pay(session, args):
-    payments = session.fw.payments
+async def cmd_pay(session, ports: PayPorts, args):
+    payments = ports.payments
     args, js = take_flag(args, "--json")
     match args:
         case []:
-            return await run_action(session, "pay", "pay", {})
+            return await run_action(ports.router, "pay", "pay", {})
         case ["cancel"]:
-            return await run_action(session, "pay", "pay_cancel", {})
+            return await run_action(ports.router, "pay", "pay_cancel", {})
         case ["confirm"]:
             raise CommandError("the console cannot confirm a payment: press the action button "
                                "twice while wearing the glasses")
@@ -43,15 +58,23 @@ async def cmd_pay(session, args):
                           f"{offer['currency']} ({offer['scheme']}), {offer['seconds_left']} s left"]
         case ["log"] | ["log", _]:
             last = _count(args[1]) if len(args) == 2 else 10
-            rows = await session.fw.blocking.run(payments.decisions, last)
+            rows = await ports.blocking.run(payments.decisions, last)
             if js:
                 return as_json(rows)
             return [f"{r.get('decision')} {r.get('payee')} {r.get('amount')} {r.get('currency')}: "
                     f"{'; '.join(r.get('reasons') or [])}" for r in rows] or ["no payment decisions yet"]
         case [amount] | [amount, _]:
             currency = args[1] if len(args) == 2 else None
-            return await run_action(session, "pay", "pay", {"amount": amount, "currency": currency})
+            return await run_action(ports.router, "pay", "pay", {"amount": amount, "currency": currency})
     raise CommandError(f"usage: {PAY_USAGE}")
+
+
+COMMANDS = (
+    Command("scan", "scan", "read the QR or product codes in view (through the privacy LED)",
+            cmd_scan, ActionPorts),
+    Command("pay", PAY_USAGE, "offer to pay the merchant QR code in view; the button confirms",
+            cmd_pay, PayPorts),
+)
 
 
 def _count(text: str) -> int:

@@ -2,23 +2,34 @@
 `phone forget`, `phone notifications on|off` (docs/phone.md)."""
 
 import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from glasses_firmware.drivers.errors import GlassesError
 
-from .commands import CommandError, as_json, command, take_flag
+from .commands import Command, CommandError, as_json, take_flag
+
+if TYPE_CHECKING:
+    from ..phone.bluez import PhoneLink
+    from ..phone.companion import Companion
 
 USAGE = "phone [--json] | phone pair [accept|reject] | phone forget | phone notifications on|off"
 
 
-@command("phone", USAGE, "the paired phone: state, pairing, the companion app (Gadgetbridge)")
-async def cmd_phone(session, args):
-    fw = session.fw
-    link = getattr(fw, "phone_link", None)
+@dataclass(frozen=True)
+class PhonePorts:
+    board_name: str
+    link: "PhoneLink | None"        # None: the board has no Bluetooth
+    companion: "Companion | None"   # Gadgetbridge over the link; None without it
+
+
+async def cmd_phone(session, ports: PhonePorts, args):
+    link = ports.link
     args, js = take_flag(args, "--json")
     if link is None:
-        raise CommandError(f"this board ({fw.config.name}) has no Bluetooth: no [bluetooth] table "
+        raise CommandError(f"this board ({ports.board_name}) has no Bluetooth: no [bluetooth] table "
                            "in its board file")
-    companion = fw.phone
+    companion = ports.companion
     try:
         match args:
             case []:
@@ -40,6 +51,12 @@ async def cmd_phone(session, args):
     except GlassesError as e:
         raise CommandError(f"phone: {e}") from None
     raise CommandError(f"usage: {USAGE}")
+
+
+COMMANDS = (
+    Command("phone", USAGE, "the paired phone: state, pairing, the companion app (Gadgetbridge)",
+            cmd_phone, PhonePorts),
+)
 
 
 def _lines(s: dict) -> list[str]:

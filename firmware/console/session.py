@@ -11,8 +11,9 @@ import logging
 
 from glasses_firmware.drivers.errors import GlassesError
 
-from . import calls, features, notes, offload, payments, phone, sim, translate  # noqa: F401 (register their commands)
-from .commands import REGISTRY, CommandError, split
+from ..events import EventBus
+from ..ports import Clock
+from .commands import BoundCommand, CommandError, split
 from .lines import Line, LineReader
 from .pin import PinGate
 
@@ -24,15 +25,22 @@ COMMAND_TIMEOUT_S = 60.0
 
 
 class Session:
-    """One console conversation. `write(bytes)` sends to the peer (never blocks)."""
+    """One console conversation. `write(bytes)` sends to the peer (never blocks).
 
-    def __init__(self, fw, write, pin_hash: str = "", peer_echoes: bool = False):
-        self.fw = fw
+    `table` is the command table (table.build_table); `events` what `events on` listens to,
+    `clock` the PIN lockout's; `version` and `board_name` are for the greeting line.
+    """
+
+    def __init__(self, table: dict[str, BoundCommand], write, *, events: EventBus, clock: Clock,
+                 version: str, board_name: str, pin_hash: str = "", peer_echoes: bool = False):
+        self.table = table
+        self.events = events
+        self.greeting = f"glasses {version} console on {board_name}; type help"
         # A terminal in cooked mode already ended the prompt line when Enter was echoed.
         self.peer_echoes = peer_echoes
         self._write = write
         self.reader = LineReader()
-        self.gate = PinGate(pin_hash, fw.clock)
+        self.gate = PinGate(pin_hash, clock)
         self.echo = False
         self.events_on = False
         self.dropped_lines = 0
@@ -70,9 +78,12 @@ class Session:
     def prompt(self) -> None:
         self._write(PROMPT.encode())
 
+    async def next_line(self) -> Line:
+        """The next framed input line, taken before it could run as a command (a secret)."""
+        return await self._queue.get()
+
     async def serve(self) -> None:
-        self.send_lines([f"glasses {self.fw.version} console on {self.fw.config.name}; "
-                         "type help"])
+        self.send_lines([self.greeting])
         self.prompt()
         try:
             while True:
@@ -92,9 +103,9 @@ class Session:
     # Events: queued while a reply is being written, so they never split one.
     def set_events(self, on: bool) -> None:
         if on and not self.events_on:
-            self.fw.events.subscribe(self._on_event)
+            self.events.subscribe(self._on_event)
         elif not on and self.events_on:
-            self.fw.events.unsubscribe(self._on_event)
+            self.events.unsubscribe(self._on_event)
         self.events_on = on
 
     def _on_event(self, text: str) -> None:
@@ -109,8 +120,9 @@ class Session:
         if events:
             self.send_lines(events)
 
-    def visible_commands(self) -> list[str]:
-        return [n for n in REGISTRY if n != "sim" or self.fw.board.sim is not None]
+    def visible_commands(self) -> list[BoundCommand]:
+        """The commands `help` lists, in table order (`sim` only on the sim board)."""
+        return [c for c in self.table.values() if c.listed]
 
     async def execute(self, line: Line) -> list[str]:
         if line.error:
@@ -120,7 +132,7 @@ class Session:
         limit = COMMAND_TIMEOUT_S
         try:
             name, *tail = line.text.split(None, 1)
-            cmd = REGISTRY.get(name)
+            cmd = self.table.get(name)
             # Free text (ask) is taken as typed: apostrophes are words there, not quotes.
             rest = tail if cmd is not None and cmd.raw else split(line.text)[1:]
             if cmd is None:
@@ -128,7 +140,7 @@ class Session:
             if not self.gate.allows(name):
                 raise CommandError("console locked; type login PIN first")
             limit = cmd.timeout_s or COMMAND_TIMEOUT_S
-            lines = await asyncio.wait_for(cmd.handler(self, rest), limit)
+            lines = await asyncio.wait_for(cmd.run(self, rest), limit)
             return [_safe(x) for x in lines] + ["OK"]
         except asyncio.TimeoutError:
             return [f"ERR '{line.text[:40]}' did not finish within {limit:g} s; "

@@ -5,13 +5,21 @@ sees the change only through its real drivers. On a real board the group answers
 """
 
 import wave
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Callable
 
 from glasses_firmware.drivers.errors import ConfigError, GlassesError
 
+from ..ports import Blocking
 from .calls import SIM_USAGE as CALL_USAGE, sim_phone_telephony
-from .commands import CommandError, command, is_count, split
+from .commands import Command, CommandError, is_count, split
 from ..voice.cues import ESPEAK_VOICES, SpeechError, synthesize
+
+if TYPE_CHECKING:
+    from glasses_firmware.boards.schema import ButtonSpec
+    from glasses_firmware.drivers.clock import SimClock
+    from glasses_firmware.drivers.sim.hardware import SimHardware
 
 WAV_HINT = "a 16-bit PCM WAV file, mono or stereo, 8 to 192 kHz"
 CLICK_HOLD_S = 0.08
@@ -51,13 +59,22 @@ def _number(args, what, usage):
         raise CommandError(f"{what} must be a number, got '{args[0][:20]}'; usage: {usage}") from None
 
 
-@command("sim", "sim SUBCOMMAND ...", "sim board only: buttons, speech, scene, wear, battery, faults",
-         raw=True, details=USAGE)
-async def cmd_sim(session, args):
-    fw = session.fw
-    sim = fw.board.sim
+@dataclass(frozen=True)
+class SimPorts:
+    """The sim board's physical world, and what a subcommand needs besides it."""
+
+    sim: "SimHardware | None"     # None: a real board (the group answers ERR, `help` hides it)
+    board_name: str
+    buttons: dict[str, "ButtonSpec"]
+    clock: "SimClock"             # the sim's clock (`sim advance`); press and hold times
+    blocking: Blocking
+    sample: Callable[[], object]  # read the sensors now: the firmware sees the change at once
+
+
+async def cmd_sim(session, ports: SimPorts, args):
+    sim = ports.sim
     if sim is None:
-        raise CommandError(f"sim commands work only on the sim board; this is {fw.config.name}")
+        raise CommandError(f"sim commands work only on the sim board; this is {ports.board_name}")
     if not args or not args[0].strip():
         return USAGE
     sub, _, tail = args[0].strip().partition(" ")
@@ -69,8 +86,8 @@ async def cmd_sim(session, args):
     if handler is None:
         raise CommandError(f"unknown sim command '{sub[:20]}'; one of: {', '.join(SUBCOMMANDS)}")
     try:
-        reply = await handler(fw, sim, rest)
-        fw.sample()   # the firmware sees the changed world through its drivers at once
+        reply = await handler(ports, sim, rest)
+        ports.sample()   # the firmware sees the changed world through its drivers at once
         return reply
     except (ValueError, OSError) as e:
         if isinstance(e, GlassesError):
@@ -89,15 +106,15 @@ def _say_args(tail: str) -> list[str]:
     return [tail.strip()] if tail.strip() else []
 
 
-async def sim_button(fw, sim, args):
+async def sim_button(ports, sim, args):
     usage = "sim button NAME click|double|long|press|release"
     if len(args) != 2:
         raise CommandError(f"usage: {usage}")
     name, action = args
-    spec = fw.config.buttons.get(name)
+    spec = ports.buttons.get(name)
     if spec is None:
-        raise CommandError(f"no button '{name[:20]}'; one of: {', '.join(fw.config.buttons)}")
-    pin, clock = spec.pin, fw.clock
+        raise CommandError(f"no button '{name[:20]}'; one of: {', '.join(ports.buttons)}")
+    pin, clock = spec.pin, ports.clock
     if action == "press":
         sim.gpio.press(pin)
     elif action == "release":
@@ -118,7 +135,7 @@ async def sim_button(fw, sim, args):
     return [f"button {name} {action}"]
 
 
-async def sim_say(fw, sim, args):
+async def sim_say(ports, sim, args):
     usage = "sim say [--lang en|zh|ko] TEXT"
     lang = "en"
     if args[:1] == ["--lang"]:
@@ -129,14 +146,14 @@ async def sim_say(fw, sim, args):
     if not text:
         raise CommandError(f"nothing to say; usage: {usage}")
     try:
-        samples, rate = await fw.blocking.run(synthesize, text, lang)
+        samples, rate = await ports.blocking.run(synthesize, text, lang)
     except SpeechError as e:
         raise CommandError(str(e)) from None
     seconds = sim.audio_source.play_samples(samples, rate)
     return [f"saying ({lang}, {seconds:.2f} s): {text}"]
 
 
-async def sim_mic(fw, sim, args):
+async def sim_mic(ports, sim, args):
     if len(args) != 1:
         raise CommandError("usage: sim mic FILE.wav")
     path = Path(args[0]).expanduser()
@@ -150,7 +167,7 @@ async def sim_mic(fw, sim, args):
     return [f"playing {path} into the microphones ({seconds:.2f} s)"]
 
 
-async def sim_scene(fw, sim, args):
+async def sim_scene(ports, sim, args):
     if len(args) != 1:
         raise CommandError("usage: sim scene FILE|DIR|pattern")
     try:
@@ -164,7 +181,7 @@ async def sim_scene(fw, sim, args):
 
 def _setting(usage: str, parse, apply, reply):
     """A `sim` subcommand that sets one physical quantity: parse, apply, say what it is now."""
-    async def handler(fw, sim, args):
+    async def handler(ports, sim, args):
         value = parse(args, usage)
         apply(sim, value)
         return [reply(value)]
@@ -185,14 +202,14 @@ sim_temp = _setting("sim temp CELSIUS", _number_of("CELSIUS"),
                     lambda sim, v: sim.set_temperature(v), lambda v: f"temperature {v:g} C")
 
 
-async def sim_fault(fw, sim, args):
+async def sim_fault(ports, sim, args):
     if len(args) != 2:
         raise CommandError("usage: sim fault DEVICE nack|timeout|garbage|gone|clear")
     sim.set_fault(args[0], args[1])
     return [f"fault {args[0]} {args[1]}"]
 
 
-async def sim_led(fw, sim, args):
+async def sim_led(ports, sim, args):
     if args == ["broken"]:
         sim.gpio.break_readback()
     elif args == ["ok"]:
@@ -202,15 +219,15 @@ async def sim_led(fw, sim, args):
     return [f"capture LED read-back {args[0]}"]
 
 
-async def sim_advance(fw, sim, args):
+async def sim_advance(ports, sim, args):
     seconds = _number(args, "SECONDS", "sim advance SECONDS")
     if not 0 <= seconds <= 7 * 86400:
         raise CommandError("SECONDS must be between 0 and 604800 (a week)")
-    fw.clock.advance(seconds)
+    ports.clock.advance(seconds)
     return [f"advanced {seconds:g} s"]
 
 
-async def sim_speaker(fw, sim, args):
+async def sim_speaker(ports, sim, args):
     if args:
         raise CommandError("usage: sim speaker")
     lines = []
@@ -220,7 +237,7 @@ async def sim_speaker(fw, sim, args):
     return lines or ["(nothing played yet)"]
 
 
-async def sim_phone(fw, sim, args):
+async def sim_phone(ports, sim, args):
     """The wearer's phone (Gadgetbridge on Android, drivers/sim/bluetooth.py): in range or
     not, what its wallet answers, what a product looks up to, what it sends the glasses.
     Without arguments: its state and every payment handed to it."""
@@ -254,7 +271,7 @@ async def sim_phone(fw, sim, args):
             case ["product", digits, *words] if is_count(digits) and words:
                 phone.products[digits] = " ".join(words)
             case ["notify", app, *words] if words:
-                await phone.send({"t": "notify", "id": int(fw.clock.wall()) % 100000, "src": app,
+                await phone.send({"t": "notify", "id": int(ports.clock.wall()) % 100000, "src": app,
                                   "title": "", "body": " ".join(words), "sender": app})
             case ["nav", *words] if words:
                 distance = words.pop(0) if len(words) > 1 and is_count(words[0]) else None
@@ -283,3 +300,10 @@ SUBCOMMANDS = {
     "fault": sim_fault, "led": sim_led, "advance": sim_advance, "speaker": sim_speaker,
     "phone": sim_phone,
 }
+
+
+COMMANDS = (
+    Command("sim", "sim SUBCOMMAND ...", "sim board only: buttons, speech, scene, wear, battery, faults",
+            cmd_sim, SimPorts, raw=True, details=tuple(USAGE),
+            listed=lambda ports: ports.sim is not None),
+)

@@ -8,6 +8,7 @@ output is dropped and counted, never half-written mid-reply silently.
 import asyncio
 import concurrent.futures
 import errno
+import functools
 import logging
 import os
 import stat
@@ -15,10 +16,12 @@ import sys
 import threading
 import tty
 from pathlib import Path
+from typing import Callable
 
 from glasses_firmware.drivers.errors import ConfigError
 
 from .session import Session
+from .table import build_table
 
 log = logging.getLogger("glasses.console")
 
@@ -148,11 +151,13 @@ class FdPipe:
             self.loop.remove_writer(self.write_fd)
 
 
+NewSession = Callable[..., Session]     # (write, peer_echoes=False) -> a Session (open_console)
+
+
 class PtyConsole:
     """A pseudo-terminal with a symlink at `link`: the sim board's serial port."""
 
-    def __init__(self, fw, link: str | Path, pin_hash: str = ""):
-        self.fw = fw
+    def __init__(self, new_session: NewSession, link: str | Path):
         self.link = Path(link)
         if self.link.exists() and not self.link.is_symlink():
             raise ConfigError(f"--console {self.link}: a file is already there; "
@@ -168,7 +173,7 @@ class PtyConsole:
         tmp.symlink_to(os.ttyname(self._slave))
         tmp.replace(self.link)
         loop = asyncio.get_running_loop()
-        self.session = Session(fw, self._write, pin_hash)
+        self.session = new_session(self._write)
         self.pipe = FdPipe(loop, self.master, self.master, self.session.feed, self._eof)
         self.task = asyncio.create_task(self.session.serve(), name="console-pty")
 
@@ -188,16 +193,16 @@ class PtyConsole:
 
 
 class StdioConsole:
-    """The console on this process's terminal; end of input stops the firmware."""
+    """The console on this process's terminal; end of input calls `stop(reason)` (the firmware's)."""
 
-    def __init__(self, fw, pin_hash: str = ""):
+    def __init__(self, new_session: NewSession, stop: Callable[[str], None]):
         loop = asyncio.get_running_loop()
-        self.session = Session(fw, self._write, pin_hash, peer_echoes=os.isatty(0))
+        self._stop = stop
+        self.session = new_session(self._write, peer_echoes=os.isatty(0))
         # End of input stops the firmware, once the commands already read have run.
         self.pipe = FdPipe(loop, 0, 1, self.session.feed,
                            lambda: self.session.end_of_input(self._input_ended),
                            room=self.session.has_room)
-        self.fw = fw
         self.task = asyncio.create_task(self.session.serve(), name="console-stdio")
 
     def _write(self, data: bytes) -> None:
@@ -206,7 +211,7 @@ class StdioConsole:
     def _input_ended(self) -> None:
         print("glasses: console input ended; stopping (use --console none to run without a "
               "console)", file=sys.stderr, flush=True)
-        self.fw.stop("console input ended")
+        self._stop("console input ended")
 
     def close(self) -> None:
         self.task.cancel()
@@ -219,10 +224,10 @@ class StdioConsole:
 class SerialConsole:
     """The console on a UART through pyserial; reopens with back-off if the port vanishes."""
 
-    def __init__(self, fw, port: str, baud: int, pin_hash: str = ""):
-        self.fw, self.port, self.baud = fw, port, baud
+    def __init__(self, new_session: NewSession, port: str, baud: int):
+        self.port, self.baud = port, baud
         self.loop = asyncio.get_running_loop()
-        self.session = Session(fw, self._write, pin_hash)
+        self.session = new_session(self._write)
         self.serial = None
         self.pipe = None
         self.task = asyncio.create_task(self.session.serve(), name="console-serial")
@@ -265,14 +270,21 @@ class SerialConsole:
 
 
 def open_console(fw, spec: str):
-    """`--console` value -> a console object, or None. See docs/contracts.md, command line."""
+    """`--console` value -> a console object, or None. See docs/contracts.md, command line.
+
+    The command table is built here, as the console opens (table.py); the session gets it
+    and only the few things of the firmware that are its own.
+    """
     cfg = fw.config.console
-    if spec == "none":
+    if spec == "none" or (spec == "auto" and cfg.tty == "pty"):
         return None
+    new_session = functools.partial(Session, build_table(fw), events=fw.events, clock=fw.clock,
+                                    version=fw.version, board_name=fw.config.name,
+                                    pin_hash=cfg.pin_hash)
     if spec == "stdio":
-        return StdioConsole(fw, cfg.pin_hash)
+        return StdioConsole(new_session, fw.stop)
     if spec == "auto":
-        return None if cfg.tty == "pty" else SerialConsole(fw, cfg.tty, cfg.baud, cfg.pin_hash)
+        return SerialConsole(new_session, cfg.tty, cfg.baud)
     if cfg.tty == "pty":
-        return PtyConsole(fw, spec, cfg.pin_hash)
-    return SerialConsole(fw, spec, cfg.baud, cfg.pin_hash)
+        return PtyConsole(new_session, spec)
+    return SerialConsole(new_session, spec, cfg.baud)

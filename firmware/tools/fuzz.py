@@ -163,12 +163,11 @@ OUTSIDE = ["/etc/passwd", "/etc/shadow", "/dev/zero", "/dev/urandom", "/proc/sel
 
 
 def registry():
-    """Usage strings of the registered console commands and sim subcommands, by name."""
-    from glasses_firmware.firmware.console import session  # noqa: F401 (registers every command)
-    from glasses_firmware.firmware.console.commands import REGISTRY
+    """Usage strings of the console commands and sim subcommands, by name."""
     from glasses_firmware.firmware.console.sim import SUBCOMMANDS, USAGE
+    from glasses_firmware.firmware.console.table import definitions
     sim_usage = {u.split()[1]: u for u in USAGE}
-    return ({n: c.usage for n, c in REGISTRY.items()},
+    return ({c.name: c.usage for c in definitions()},
             {n: sim_usage.get(n, f"sim {n}") for n in SUBCOMMANDS})
 
 
