@@ -18,6 +18,7 @@ from pathlib import Path
 from glasses_firmware.drivers.errors import ConfigError
 
 PACKAGE_MANIFEST = Path(__file__).with_name("manifest.toml")
+PACKAGE_CATALOG = Path(__file__).with_name("packages.toml")   # models/packages.py
 # Where `glasses models install` puts the real models (next to this file, git-ignored).
 DEFAULT_DIR = Path(__file__).with_name("installed")
 ROLES = ("vad", "wake", "grammar", "asr", "llm", "tts", "ocr", "speaker")
@@ -91,9 +92,16 @@ class Manifest:
 
 
 def _installable() -> set[str]:
-    """The names `glasses models install` builds: a role may name one before it is built."""
-    from .packages import load as load_catalog
-    return {spec.name for spec in load_catalog().values()}
+    """The names `glasses models install` builds: a role may name one before it is built.
+
+    Read straight from the catalog's TOML: packages.py (which checks the catalog) builds
+    on this module, not the other way round. A catalog that does not parse names none.
+    """
+    try:
+        data = tomllib.loads(PACKAGE_CATALOG.read_text(encoding="utf-8"))
+    except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError):
+        return set()
+    return {d["name"] for d in data.values() if isinstance(d, dict) and "name" in d}
 
 
 def default_models_dir() -> Path | None:

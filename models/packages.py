@@ -19,11 +19,11 @@ from pathlib import Path
 from glasses_firmware.drivers.atomic import write_atomic
 from glasses_firmware.drivers.errors import ConfigError
 
-from .manifest import ROLES
+from .manifest import PACKAGE_CATALOG, ROLES
 from .progress import Progress
 from .verify import ModelCorrupt, ModelMissing
 
-CATALOG = Path(__file__).with_name("packages.toml")
+CATALOG = PACKAGE_CATALOG
 REQUIREMENTS = Path(__file__).with_name("packages.txt")
 CHUNK_BYTES = 1 << 20
 _SPEC_KEYS = {"name", "kind", "recipe", "source", "license", "languages", "quantization", "notes",

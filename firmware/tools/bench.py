@@ -24,14 +24,14 @@ import numpy as np
 from glasses_firmware.drivers.errors import GlassesError
 from glasses_firmware.drivers.waits import joined
 
+from .bench_direct import VAD_CHUNK, WAKE_CHUNK, direct_vad_ms_per_s, direct_wake_ms_per_s
+
 ROUNDS = 3           # best of: this machine's bandwidth swings from run to run
 SYSTEM = ("You are the assistant inside a pair of AI glasses. Answer in one or two short "
           "sentences, in the language of the question. The wearer can see the answer "
           "as captions and hears it spoken. ") * 3
 LONG_PROMPT = "Summarise the meeting notes that follow. " + "The team met and spoke. " * 36
 AUDIO_S = 5
-VAD_CHUNK = 512      # 32 ms: the shortest request the firmware sends
-WAKE_CHUNK = 1280    # 80 ms
 
 
 def read_bandwidth_gbs(threads: int, size_mb: int = 512) -> float:
@@ -176,43 +176,6 @@ async def _llama_cpp(stack, m, threads: int, out: dict):
     llama = await loop.run_in_executor(None, bench_llamacpp.DirectLlamaCpp, gguf, threads)
     out["llama_cpp"] = f"llama-cpp-python {llama.version}, same GGUF"
     return llama
-
-
-def direct_vad_ms_per_s(m, audio: np.ndarray) -> float:
-    """Silero VAD via onnxruntime in this process, one thread, the same 32 ms chunks."""
-    from glasses_firmware.models.verify import verify_entry
-    from ..worker.vad import Vad
-    vad = Vad(verify_entry(m, m.for_role("vad")), 1)
-    vad.probabilities(audio[:16000])
-    vad.reset()
-    t0 = time.perf_counter()
-    for i in range(0, len(audio), VAD_CHUNK):
-        vad.probabilities(audio[i:i + VAD_CHUNK], reset=False)
-    return (time.perf_counter() - t0) * 1000 / (len(audio) / 16000)
-
-
-def direct_wake_ms_per_s(m, audio: np.ndarray, words) -> float:
-    """pyopen-wakeword's own classes in this process (TFLite, one thread), 80 ms chunks."""
-    from pyopen_wakeword import OpenWakeWord, OpenWakeWordFeatures
-
-    from ..worker.tflite_threads import limit_threads
-    limit_threads(1)
-    from glasses_firmware.models.verify import verify_entry
-    files = {p.stem: p for p in verify_entry(m, m.for_role("wake"))}
-    features = OpenWakeWordFeatures.from_builtin(files["melspectrogram"].parent)
-    models = [OpenWakeWord.from_model(files[w]) for w in words]
-    pcm = (np.clip(audio, -1, 1) * 32767).astype(np.int16)
-
-    def feed(samples):
-        for i in range(0, len(samples) - WAKE_CHUNK + 1, WAKE_CHUNK):
-            for emb in features.process_streaming(samples[i:i + WAKE_CHUNK].tobytes()):
-                for model in models:
-                    for _ in model.process_streaming(emb):
-                        pass
-    feed(pcm[:16000])
-    t0 = time.perf_counter()
-    feed(pcm)
-    return (time.perf_counter() - t0) * 1000 / (len(audio) / 16000)
 
 
 async def _stream_ms_per_s(call, audio: np.ndarray, chunk: int) -> float:

@@ -117,7 +117,7 @@ async def _measure(models_dir: Path) -> dict:
     from glasses_firmware.drivers.clock import SimClock
 
     from ..app import Firmware
-    from .bench import direct_vad_ms_per_s, direct_wake_ms_per_s
+    from .bench_direct import direct_vad_ms_per_s, direct_wake_ms_per_s
     from glasses_firmware.models import manifest
     config = boards.load("sim")
     with tempfile.TemporaryDirectory(prefix="glasses-bench-") as tmp:

@@ -259,7 +259,7 @@ def _meeting_result(text: str, utterances: list[dict], audio: np.ndarray, truth,
                     timing: tuple[float, float]) -> dict:
     """The figures of one meeting, from its notes, its utterances and the script's truth."""
     from ..meeting import notes
-    from .quality import wer
+    from .measures import wer
     transcribe_s, summarize_s = timing
     labels = [line.speaker for line in notes.labelled(utterances)]
     minutes = len(audio) / RATE_HZ / 60

@@ -130,7 +130,7 @@ class _Bench:
             return f"({e})"
 
     async def speech_to_zh(self, progress) -> dict:
-        from .quality import speech
+        from .measures import speech
         rows = []
         for i, (english, groups) in enumerate(EN_ZH):
             audio = speech(english, ENGLISH_VOICE, WORDS_PER_MIN, None, seed=i)
@@ -150,7 +150,7 @@ class _Bench:
         return out
 
     async def speech_to_en(self, progress, via_whisper: bool) -> dict:
-        from .quality import speech
+        from .measures import speech
         self.translator.via_whisper = via_whisper
         rows = []
         for i, (pinyin, hanzi, groups) in enumerate(ZH_EN):
