@@ -14,8 +14,8 @@ import json
 import os
 import random
 import re
+import signal
 import struct
-import subprocess
 import sys
 import tempfile
 import time
@@ -25,7 +25,8 @@ from pathlib import Path
 
 from glasses_firmware.drivers.devicekey import KEY_DIR
 
-ROOT = Path(__file__).resolve().parents[2]
+from .simdriver import SimFirmware
+
 PROMPT = "glasses> "
 REPLY_DEADLINE_S = 75.0        # the firmware's own command timeout is 60 s
 PROBE_DEADLINE_S = 10.0
@@ -247,41 +248,29 @@ def run_lines(lines: int = 100_000, seed: int = 1, seconds: float = 3600.0, prog
         # The device key beside the data dir is the firmware's own, made at its first boot
         # (docs/encryption.md), not a write a console line asked for.
         before = sorted(p.name for p in tmp.iterdir()) + ["firmware.log", "glasses.tty", KEY_DIR]
-        tty = tmp / "glasses.tty"
-        log = open(tmp / "firmware.log", "w+")
-        proc = subprocess.Popen([sys.executable, "-m", "glasses_firmware.firmware", "run", "--board", "sim",
-                                 "--data-dir", str(tmp / "data"), "--console", str(tty),
-                                 "--models", models], cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
         res = {"seed": seed, "lines_planned": lines, "sent": 0, "ok": 0, "err": 0,
                "crashes": 0, "hangs": 0, "internal_errors": [], "lost_lines": 0,
                "dropped_lines": 0, "bursts": 0, "probes": 0, "rss": [], "fds": [],
                "outside_writes": [], "slowest": (0.0, "")}
+        fw = SimFirmware(tmp / "data", tmp / "glasses.tty", tmp / "firmware.log", models=models,
+                         connect=False)      # the fuzzer's own raw client, below
         try:
-            deadline = time.monotonic() + 60
-            while not tty.exists():
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError("firmware did not start")
-                time.sleep(0.05)
-            con = Console(str(tty))
+            con = Console(str(fw.tty))
             con.command(b"")
-            _campaign(con, proc, rng, files, lines, seconds, probe_every, burst_every, res,
+            _campaign(con, fw.proc, rng, files, lines, seconds, probe_every, burst_every, res,
                       progress)
             con.close()
             extra = sorted(set(p.name for p in tmp.iterdir()) - set(before) - {"data"})
             res["outside_writes"] = extra
         finally:
-            if proc.poll() is None:
-                proc.terminate()
-                try:
-                    res["exit_code"] = proc.wait(timeout=20)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    res["exit_code"] = "killed (did not stop within 20 s of SIGTERM)"
+            if fw.proc.poll() is None:
+                code = fw.stop(timeout_s=20)
+                res["exit_code"] = ("killed (did not stop within 20 s of SIGTERM)"
+                                    if code == -signal.SIGKILL else code)
             else:
-                res["exit_code"] = proc.returncode
-            log.seek(0)
-            res["log_tail"] = log.read()[-3000:]
-            log.close()
+                res["exit_code"] = fw.proc.returncode
+                fw.log.close()
+            res["log_tail"] = fw.output()[-3000:]
     _rss_stats(res)
     return res
 

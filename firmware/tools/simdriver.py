@@ -23,11 +23,12 @@ class SimFirmware:
 
     def __init__(self, data_dir: Path, tty: Path, log: Path, *, board: str = "sim",
                  models="none", extra=(), glasses=None, wrap=(), cwd=ROOT, env=None,
-                 own_group: bool = False, host_port: Path | None = None):
+                 own_group: bool = False, host_port: Path | None = None, connect: bool = True):
         """`tty`: the console the firmware serves (a pty it makes, on the sim), `host_port`
         where the client connects (default: the same path); `models`: a directory or
         "none"; `glasses`: the command that runs the firmware, `wrap` one to run it under
-        (`nsenter ... --`); `own_group`: a process group of its own, so `cut` kills it all."""
+        (`nsenter ... --`); `own_group`: a process group of its own, so `cut` kills it all;
+        `connect=False`: no client, for a caller that talks to the pty raw (the fuzzer)."""
         self.data_dir, self.tty = Path(data_dir), Path(tty)
         self.events: list[tuple[float, str]] = []        # (host monotonic s, text)
         if host_port is None:
@@ -39,9 +40,11 @@ class SimFirmware:
             cmd += ["--models", str(models)]
         self.proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=self.log, stderr=subprocess.STDOUT,
                                      start_new_session=own_group)
+        self.client = None
         self._wait_console(host_port)
-        from glasses_firmware.firmware.console.host import ConsoleClient
-        self.client = ConsoleClient(str(host_port or self.tty), timeout_s=30)
+        if connect:
+            from glasses_firmware.firmware.console.host import ConsoleClient
+            self.client = ConsoleClient(str(host_port or self.tty), timeout_s=30)
 
     def _wait_console(self, host_port: Path | None) -> None:
         deadline = time.monotonic() + START_S
