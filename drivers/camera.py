@@ -31,13 +31,24 @@ from glasses_firmware.drivers.waits import held, joined
 
 log = logging.getLogger(__name__)
 
-# state -> the states it may move to; every change goes through Camera._set_state.
+# (state, event) -> next state, in firmware/statetable.py's form; every change goes through
+# Camera._fire. The events are the driver's verbs. A declared self-loop changes nothing: a
+# failed camera that fails again, and a video started over one whose file could not be
+# saved (a disk error leaves the camera in the video configuration, still "recording").
+# drivers/ never imports firmware/, so the move is this driver's own and the diagram in
+# docs/architecture.md is drawn from this table by firmware/tools/docgen.py.
+INITIAL = "stopped"
+_OPEN = ("stopped", "streaming", "recording", "failed")
 TRANSITIONS = {
-    "stopped": {"streaming", "failed", "closed"},
-    "streaming": {"stopped", "recording", "failed", "closed"},
-    "recording": {"streaming", "stopped", "failed", "closed"},
-    "failed": {"streaming", "stopped", "closed"},
-    "closed": set(),
+    ("stopped", "start"): "streaming",
+    ("failed", "start"): "streaming",           # a failed camera restarts on the next call
+    ("streaming", "start_video"): "recording",
+    ("recording", "start_video"): "recording",
+    ("recording", "stop_video"): "streaming",   # asked, or at max_duration_s
+    ("failed", "stop_video"): "streaming",
+    **{(s, "stop"): "stopped" for s in ("streaming", "recording", "failed")},
+    **{(s, "fail"): "failed" for s in _OPEN},
+    **{(s, "close"): "closed" for s in _OPEN},
 }
 
 _HINT = ("the camera restarts on the next call; if this persists, check the CSI ribbon "
@@ -88,7 +99,7 @@ class Camera:
         self._model = str(props.get("Model", "camera"))
         self._sensor_size = tuple(props.get("PixelArraySize", self._still_size))
         self._lock = threading.RLock()
-        self._state = "stopped"
+        self._state = INITIAL
         self._video: Recording | None = None
         self._last_video: Path | None = None
         self.on_video_stopped = None  # callable(path, reason), called from the camera's thread
@@ -111,12 +122,15 @@ class Camera:
     def recording(self) -> bool:
         return self._state == "recording"
 
-    def _set_state(self, new: str, reason: str) -> None:
+    def _fire(self, event: str, reason: str) -> None:
+        """The one way `_state` changes: by TRANSITIONS, logged with the reason."""
+        new = TRANSITIONS.get((self._state, event))
+        if new is None:
+            raise RuntimeError(f"{self._name}: {event} is not allowed in state {self._state} "
+                               f"({reason})")
         if new == self._state:
             return
-        if new not in TRANSITIONS[self._state]:
-            raise RuntimeError(f"{self._name}: state {self._state} -> {new} is not allowed ({reason})")
-        log.info("%s: %s -> %s (%s)", self._name, self._state, new, reason)
+        log.info("%s: %s -> %s on %s (%s)", self._name, self._state, new, event, reason)
         self._state = new
 
     @contextlib.contextmanager
@@ -128,7 +142,7 @@ class Camera:
                 yield
             except (BusError, DeviceError, DeviceTimeout) as exc:
                 if self._state != "closed":
-                    self._set_state("failed", str(exc))
+                    self._fire("fail", str(exc))
                 raise
 
     # -- the one choke point into the camera ---------------------------------------------
@@ -204,7 +218,7 @@ class Camera:
         if self._state == "failed":
             self._recover()
         self._reconfigure("still")
-        self._set_state("streaming", "started")
+        self._fire("start", "started")
 
     def _recover(self) -> None:
         """Best-effort teardown after a failure; what the camera says here is only logged."""
@@ -236,7 +250,7 @@ class Camera:
                 if self._video is not None:
                     self._finish_video("camera stopped", restart=False)
                 self._call("stop", self._picam.stop, timeout_s=self._start_timeout_s)
-            self._set_state("stopped", "stop requested")
+            self._fire("stop", "stop requested")
 
     def close(self) -> None:
         """Stop and release the camera; idempotent, never raises for a misbehaving camera."""
@@ -253,7 +267,7 @@ class Camera:
                 self._call("close", self._picam.close, timeout_s=self._start_timeout_s)
             except GlassesError as exc:
                 log.warning("%s: %s", self._name, exc)
-            self._set_state("closed", "close requested")
+            self._fire("close", "close requested")
         finally:
             self._lock.release()
         if rec is not None:
@@ -339,7 +353,7 @@ class Camera:
                 self._abandon_video(rec, exc)
                 raise
             self._video = rec
-            self._set_state("recording", f"video to {path}, at most {max_duration_s:g} s")
+            self._fire("start_video", f"video to {path}, at most {max_duration_s:g} s")
             rec.timer = threading.Thread(target=self._video_timer, args=(rec,),
                                          name=f"{self._name}-video-timer", daemon=True)
             rec.timer.start()
@@ -400,7 +414,7 @@ class Camera:
                     self.on_video_stopped(rec.path, reason)
         if restart:
             self._reconfigure("still")
-            self._set_state("streaming", f"video ended: {reason}")
+            self._fire("stop_video", f"video ended: {reason}")
         return rec.path
 
     def _abandon_video(self, rec: Recording, exc: BaseException) -> None:
@@ -413,7 +427,7 @@ class Camera:
         rec.tmp_path.unlink(missing_ok=True)
         if self._state != "closed":
             # Still in the video configuration: the next call restarts the camera for stills.
-            self._set_state("failed", f"video did not start: {exc}")
+            self._fire("fail", f"video did not start: {exc}")
 
     def _commit_video(self, rec: Recording, stop_error: BaseException | None = None) -> None:
         tmp = rec.tmp_path

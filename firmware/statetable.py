@@ -1,10 +1,14 @@
 """Declared state machines: a table of (state, event) -> next state, one way to move.
 
-The mode machine (power/modes.py) and the voice loop (voice/loop.py) are both such tables.
-This is what they share: the move itself (checked against the table, logged with its
-reason, kept in the history, told to subscribers in order) and the Mermaid diagram the docs
-are generated from. What an undeclared event means differs: a refused mode change is an
-error, a late voice event is ignored; each machine's `fire` says which.
+The mode machine (power/modes.py), the voice loop (voice/loop.py), the inference worker's
+supervisor (worker/supervisor.py) and calls (phone/calls.py) are such tables; the "State
+machines" section of docs/architecture.md lists every machine. This is what they share:
+the move itself (checked against the table, logged with its reason, kept in the history,
+told to subscribers in order) and the Mermaid diagram the docs are generated from. What an
+undeclared event means differs: a refused mode change is an error, a late voice event is
+ignored; each machine's `fire` says which. The camera driver (drivers/camera.py) keeps its
+table in the same form with a move of its own, because drivers/ never imports firmware/;
+its diagram is drawn by `mermaid` here all the same.
 """
 
 import logging

@@ -227,3 +227,16 @@ def test_what_is_heard_during_a_call_is_what_the_intents_say():
     from glasses_firmware.firmware.phone.call_voice import HEARD
     for action, phrases in HEARD.items():
         assert all(match(p).action == action for p in phrases), action
+
+
+def test_the_call_table_and_its_diagram():
+    from glasses_firmware.firmware.phone import calls
+    machine = calls.CallMachine()
+    assert not machine.fire("answered", "a late signal") and machine.state == calls.IDLE
+    assert machine.fire("incoming", "from Ada") and machine.fire("answered", "picked up")
+    assert machine.fire("ended", "the caller hung up") and machine.state == calls.IDLE
+    text = calls.mermaid()
+    for (src, event), dst in calls.TRANSITIONS.items():
+        assert f"    {src} --> {dst} : {event}" in text
+    doc = Path(__file__).resolve().parent.parent / "docs" / "architecture.md"
+    assert text in doc.read_text()

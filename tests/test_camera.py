@@ -5,6 +5,8 @@ Videos (H.264 in MP4) and the encoder a board gets are in tests/test_camera_vide
 
 import ast
 import io
+import logging
+import re
 import time
 from pathlib import Path
 
@@ -15,7 +17,7 @@ from PIL import Image
 import glasses_firmware.drivers.camera as camera_module
 import glasses_firmware.drivers.frames as frames_module
 import glasses_firmware.drivers.media as media_module
-from glasses_firmware.drivers.camera import Camera
+from glasses_firmware.drivers.camera import TRANSITIONS, Camera
 from glasses_firmware.drivers.clock import SimClock
 from glasses_firmware.drivers.errors import ConfigError, DeviceTimeout, GlassesError
 from glasses_firmware.drivers.frames import looks_like_noise
@@ -50,6 +52,67 @@ def test_driver_never_imports_picamera2(module):
                 for alias in node.names}
     imported |= {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
     assert not any(name.startswith("picamera2") for name in imported)
+
+
+def test_drivers_never_import_firmware():
+    # The layering docs/architecture.md states; why the camera's move is its own.
+    drivers = Path(camera_module.__file__).parent
+    for path in drivers.rglob("*.py"):
+        tree = ast.parse(path.read_text())
+        imported = {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import)
+                    for alias in node.names}
+        imported |= {node.module or "" for node in ast.walk(tree)
+                     if isinstance(node, ast.ImportFrom)}
+        assert not any(name.startswith("glasses_firmware.firmware") for name in imported), path
+
+
+def test_the_state_table():
+    states = {src for src, _ in TRANSITIONS} | set(TRANSITIONS.values())
+    assert states == {"stopped", "streaming", "recording", "failed", "closed"}
+    assert not [row for row in TRANSITIONS if row[0] == "closed"]   # closed is the end
+    for state in states - {"closed"}:
+        assert TRANSITIONS[(state, "close")] == "closed"
+        assert TRANSITIONS[(state, "fail")] == "failed"
+
+
+def test_every_state_change_is_a_declared_move(camera, tmp_path, caplog):
+    cam, picam = camera
+    caplog.set_level(logging.INFO, logger=camera_module.log.name)
+    cam.start()
+    cam.start_video(tmp_path / "v.mp4", max_duration_s=60)
+    time.sleep(0.3)
+    cam.stop_video()
+    picam.fault = "gone"
+    for _ in range(2):       # failing again while failed stays failed
+        with pytest.raises(GlassesError):
+            cam.capture_lores()
+    picam.fault = None
+    cam.start()
+    cam.stop()
+    cam.close()
+    moves = [re.fullmatch(r"cam0: (\w+) -> (\w+) on (\w+) \(.*\)", r.getMessage()).groups()
+             for r in caplog.records if " -> " in r.getMessage()]
+    assert moves == [("stopped", "streaming", "start"), ("streaming", "recording", "start_video"),
+                     ("recording", "streaming", "stop_video"), ("streaming", "failed", "fail"),
+                     ("failed", "streaming", "start"), ("streaming", "stopped", "stop"),
+                     ("stopped", "closed", "close")]
+    assert all(TRANSITIONS[(old, event)] == new for old, new, event in moves)
+
+
+def test_a_video_that_could_not_be_saved_does_not_block_the_next(camera, tmp_path):
+    # The declared recording -> recording on start_video: a disk error (here the final
+    # name is taken by a directory) leaves the camera in the video configuration.
+    cam, _ = camera
+    (tmp_path / "v.mp4").mkdir()
+    (tmp_path / "v.mp4" / "in-the-way").write_text("")
+    cam.start_video(tmp_path / "v.mp4", max_duration_s=60)
+    time.sleep(0.3)
+    with pytest.raises(OSError):
+        cam.stop_video()
+    assert cam.state == "recording"
+    cam.start_video(tmp_path / "w.mp4", max_duration_s=60)
+    time.sleep(0.3)
+    assert cam.stop_video() == tmp_path / "w.mp4" and cam.state == "streaming"
 
 
 def test_pattern_is_deterministic_and_moves():

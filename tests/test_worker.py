@@ -15,7 +15,7 @@ import pytest
 from glasses_firmware.firmware.worker import (InferenceClient, RemoteError, RequestCancelled, SupervisorSettings,
                              WorkerCrashed, WorkerDegraded)
 from glasses_firmware.firmware.worker import protocol as P
-from glasses_firmware.firmware.worker.supervisor import diagram
+from glasses_firmware.firmware.worker.supervisor import TRANSITIONS, Supervisor, diagram
 from glasses_firmware.models import build_test
 
 pytestmark = pytest.mark.timeout(120)
@@ -281,4 +281,32 @@ def test_higher_priority_runs_first(models_dir):
 
 def test_state_diagram_comes_from_the_table():
     text = diagram()
-    assert "ready --> restarting: fail" in text and "restarting --> degraded: give_up" in text
+    assert text.startswith("stateDiagram-v2\n    [*] --> not_started\n")
+    for (src, event), dst in TRANSITIONS.items():
+        assert f"    {src} --> {dst} : {event}" in text
+    assert len(text.splitlines()) == 2 + len(TRANSITIONS)
+
+
+def test_every_state_change_goes_through_the_table():
+    async def main():
+        sup = Supervisor(None, threads=1, settings=FAST, on_message=None, on_failure=None)
+        assert sup.state == "not_started" and sup.ready_at is None
+        with pytest.raises(RuntimeError, match="event 'up' is not allowed in state 'not_started'"):
+            sup.machine.fire("up", "a ready message before any start")
+        assert sup.state == "not_started"
+        sup.machine.fire("start", "asked to start")
+        sup.machine.fire("up", "worker pid 1 is ready")
+        assert sup.ready.is_set() and sup.ready_at is not None
+        sup.machine.fire("fail", "worker exited with code 1; restarting in 0.1 s")
+        assert not sup.ready.is_set()
+        changed = sup.changed
+        sup.machine.fire("fail", "worker exited with code 1; restarting in 0.2 s")
+        # Another failure while restarting stays there but is told: waiters see the new reason.
+        assert changed.is_set() and sup.reason.endswith("0.2 s")
+        sup.machine.fire("give_up", "3 failures within 60 s: not restarting")
+        assert isinstance(sup.unavailable_error(), WorkerDegraded)
+        assert sup.machine.history == [
+            ("not_started", "start", "starting"), ("starting", "up", "ready"),
+            ("ready", "fail", "restarting"), ("restarting", "fail", "restarting"),
+            ("restarting", "give_up", "degraded")]
+    run(main())

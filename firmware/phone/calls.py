@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 from glasses_firmware.drivers.errors import GlassesError, SaidError
 
+from .. import statetable
 from ..statetable import Machine
 from ..tasks import spawn
 from ..voice.cues import RATE_HZ as CUE_RATE_HZ, tone
@@ -54,6 +55,8 @@ class CallSettings:
 
 
 class CallMachine(Machine):
+    """The call's state (idle, ringing, active); `fire` is the only way it changes."""
+
     def __init__(self):
         super().__init__(TRANSITIONS, IDLE, log, "call")
 
@@ -64,6 +67,11 @@ class CallMachine(Machine):
             return False
         self._move(event, target, reason, tell_self_loops=False)
         return True
+
+
+def mermaid() -> str:
+    """The call's state diagram as Mermaid text, for docs/architecture.md."""
+    return statetable.mermaid(TRANSITIONS, IDLE)
 
 
 class Calls:

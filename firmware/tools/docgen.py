@@ -1,26 +1,48 @@
 """Regenerate the docs that are made from tables: `python -m glasses_firmware.firmware.tools.docgen [--check]`.
 
 docs/modes.md whole, and the generated blocks of docs/assistant.md (the voice loop) and
-docs/architecture.md (both diagrams). `--check` writes nothing and exits 1 if any is stale,
-naming it; the test suite runs the same check.
+docs/architecture.md (every state machine's diagram, DIAGRAMS). `--check` writes nothing
+and exits 1 if any is stale, naming it; the test suite runs the same check.
 """
 
 import sys
 from pathlib import Path
 
+from glasses_firmware.drivers import camera
+
+from .. import statetable
+from ..phone import calls
 from ..power import modes
 from ..statetable import splice
 from ..voice import loop
+from ..worker import supervisor
 
 DOCS = Path(__file__).resolve().parents[2] / "docs"
+
+
+def _camera() -> str:
+    # drivers/ cannot import statetable, so the camera's table is drawn from here.
+    return statetable.mermaid(camera.TRANSITIONS, camera.INITIAL)
+
+
+# The state diagrams in docs/architecture.md: block name -> its Mermaid text. A new machine
+# is one line here and its markers in the page's "State machines" section.
+DIAGRAMS = {
+    "modes": modes.mermaid,
+    "voice-loop": loop.mermaid,
+    "worker": supervisor.diagram,
+    "calls": calls.mermaid,
+    "camera": _camera,
+}
 
 
 def pages() -> dict[Path, str]:
     """Every generated page as it should read now."""
     assistant = DOCS / "assistant.md"
     architecture = DOCS / "architecture.md"
-    arch = splice(architecture.read_text(), "modes", f"```mermaid\n{modes.mermaid()}\n```")
-    arch = splice(arch, "voice-loop", f"```mermaid\n{loop.mermaid()}\n```")
+    arch = architecture.read_text()
+    for name, diagram in DIAGRAMS.items():
+        arch = splice(arch, name, f"```mermaid\n{diagram()}\n```")
     return {
         DOCS / "modes.md": modes.markdown(),
         assistant: splice(assistant.read_text(), "voice-loop", loop.markdown()),

@@ -1,14 +1,15 @@
 """Start, watch and restart the inference worker process; route its messages.
 
-States and their transitions are the table below; every change goes through `_event`,
-which checks the table and logs the reason. A worker that exits, or stops sending
-heartbeats for `heartbeat_timeout_s` (hung, or SIGSTOPped), is killed; its in-flight
-requests fail with `WorkerCrashed` naming the reason, and it is restarted after a back-off.
-`crash_loop_count` failures within `crash_loop_window_s` end in `degraded`: no more
-restarts until `start()` is called again. A worker that stayed ready for `stable_s` before
-it failed was not crash-looping: its failure starts the count afresh, so a worker killed
-now and then (the OOM killer, a fault campaign) always comes back, while one that dies
-while starting, or right after, is given up on.
+States and their transitions are the table below; every change goes through
+`WorkerMachine.fire` (statetable's move: checked against the table, logged with the
+reason). A worker that exits, or stops sending heartbeats for `heartbeat_timeout_s` (hung,
+or SIGSTOPped), is killed; its in-flight requests fail with `WorkerCrashed` naming the
+reason, and it is restarted after a back-off. `crash_loop_count` failures within
+`crash_loop_window_s` end in `degraded`: no more restarts until `start()` is called again.
+A worker that stayed ready for `stable_s` before it failed was not crash-looping: its
+failure starts the count afresh, so a worker killed now and then (the OOM killer, a fault
+campaign) always comes back, while one that dies while starting, or right after, is given
+up on.
 
 Heartbeats and deadlines use the host's real monotonic clock, because the worker runs in
 real time even when the firmware's clock is simulated; the injected clock paces back-off.
@@ -24,6 +25,8 @@ from dataclasses import dataclass
 
 from glasses_firmware.drivers.clock import Clock
 
+from .. import statetable
+from ..statetable import Machine
 from . import protocol as P
 from .errors import WorkerCrashed, WorkerDegraded, WorkerUnavailable, from_worker
 from .process import worker_main
@@ -31,6 +34,7 @@ from .process import worker_main
 log = logging.getLogger("glasses.worker")
 
 STATES = ("not_started", "starting", "ready", "restarting", "degraded", "stopped")
+INITIAL = "not_started"
 TRANSITIONS = {
     ("not_started", "start"): "starting",
     ("degraded", "start"): "starting",
@@ -49,9 +53,23 @@ TRANSITIONS = {
 
 def diagram() -> str:
     """The state machine as Mermaid text, generated from the table."""
-    lines = ["stateDiagram-v2", "    [*] --> not_started"]
-    lines += [f"    {a} --> {b}: {ev}" for (a, ev), b in TRANSITIONS.items() if a != b]
-    return "\n".join(lines)
+    return statetable.mermaid(TRANSITIONS, INITIAL)
+
+
+class WorkerMachine(Machine):
+    """The worker's state; `fire(event, reason)` is the only way it changes."""
+
+    def __init__(self):
+        super().__init__(TRANSITIONS, INITIAL, log, "worker")
+
+    def fire(self, event: str, reason: str) -> str:
+        """Move by the table; an undeclared event is a supervisor bug (RuntimeError)."""
+        target = self.transitions.get((self.state, event))
+        if target is None:
+            raise RuntimeError(f"worker: event {event!r} is not allowed in state {self.state!r}")
+        # Self-loops are told too: another failure while restarting has a new reason.
+        self._move(event, target, reason, tell_self_loops=True)
+        return target
 
 
 def cpu_seconds(pid: int) -> float | None:
@@ -94,10 +112,11 @@ class Supervisor:
         self.clock = clock or Clock()
         self.preload = tuple(preload)
         self.options = dict(options or {})   # per-role settings for the worker (JSON-able)
-        self.state = "not_started"
         self.reason = ""
         self.ready = asyncio.Event()
         self.changed = asyncio.Event()
+        self.machine = WorkerMachine()
+        self.machine.subscribe(self._moved)
         self.proc = None
         self.conn = None
         self.last_hb = 0.0
@@ -110,15 +129,15 @@ class Supervisor:
         self._restart = None
         self._ctx = mp.get_context("spawn")
 
-    def _event(self, event: str, reason: str) -> None:
-        new = TRANSITIONS.get((self.state, event))
-        if new is None:
-            raise RuntimeError(f"worker: event {event!r} is not allowed in state {self.state!r}")
-        if new != self.state:
-            log.info("worker %s -> %s: %s", self.state, new, reason)
-        if new == "ready" and self.state != "ready":
+    @property
+    def state(self) -> str:
+        """One of STATES."""
+        return self.machine.state
+
+    def _moved(self, old: str, new: str, event: str, reason: str) -> None:
+        if new == "ready" and old != "ready":
             self.ready_at = time.monotonic()
-        self.state, self.reason = new, reason
+        self.reason = reason
         (self.ready.set if new == "ready" else self.ready.clear)()
         self.changed.set()
         self.changed = asyncio.Event()
@@ -128,7 +147,7 @@ class Supervisor:
         return self.proc.pid if self.proc is not None else None
 
     def start(self) -> None:
-        self._event("start", "asked to start")
+        self.machine.fire("start", "asked to start")
         self.failures.clear()
         self._spawn()
         if self._watch is None:
@@ -171,7 +190,7 @@ class Supervisor:
         op = msg["op"]
         self.last_hb = time.monotonic()
         if op == "ready":
-            self._event("up", f"worker pid {msg.get('pid')} is ready")
+            self.machine.fire("up", f"worker pid {msg.get('pid')} is ready")
         elif op == "error" and msg.get("id") == 0:
             self.startup_error = msg.get("message", "")
             log.error("worker failed to start: %s", self.startup_error)
@@ -203,11 +222,12 @@ class Supervisor:
         self.failures = [t for t in self.failures if now - t < self.settings.crash_loop_window_s]
         self.failures.append(now)
         if len(self.failures) >= self.settings.crash_loop_count:
-            self._event("give_up", f"worker {reason}; {len(self.failures)} failures within "
-                                   f"{self.settings.crash_loop_window_s:.0f} s: not restarting")
+            window_s = self.settings.crash_loop_window_s
+            self.machine.fire("give_up", f"worker {reason}; {len(self.failures)} failures within "
+                                         f"{window_s:.0f} s: not restarting")
             return
         delay = self.settings.backoff_s[min(len(self.failures), len(self.settings.backoff_s)) - 1]
-        self._event("fail", f"worker {reason}; restarting in {delay:.1f} s")
+        self.machine.fire("fail", f"worker {reason}; restarting in {delay:.1f} s")
         self._restart = asyncio.get_running_loop().create_task(self._restart_after(delay))
 
     def _reap(self) -> None:
@@ -257,7 +277,7 @@ class Supervisor:
                 self.conn.send_bytes(P.encode({"op": "stop"}))
             except (OSError, ValueError):
                 pass  # already gone: the kill below is enough
-        self._event("stop", "asked to stop")
+        self.machine.fire("stop", "asked to stop")
         if self._restart is not None:
             self._restart.cancel()
         proc = self.proc
