@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from glasses_firmware.drivers.atomic import fsync_dir
+from glasses_firmware.drivers.atomic import FULL_ERRNOS, fsync_dir, storage_full
 from glasses_firmware.drivers.clock import Clock
 from glasses_firmware.drivers.errors import BusError, ConfigError, DeviceError, DeviceTimeout, GlassesError
 from glasses_firmware.drivers.frames import check_size, looks_like_noise
@@ -33,8 +33,8 @@ log = logging.getLogger(__name__)
 
 # (state, event) -> next state, in firmware/statetable.py's form; every change goes through
 # Camera._fire. The events are the driver's verbs. A declared self-loop changes nothing: a
-# failed camera that fails again, and a video started over one whose file could not be
-# saved (a disk error leaves the camera in the video configuration, still "recording").
+# failed camera that fails again. A video that could not be finished or saved fails the
+# camera, which restarts for stills on the next call.
 # drivers/ never imports firmware/, so the move is this driver's own and the diagram in
 # docs/architecture.md is drawn from this table by firmware/tools/docgen.py.
 INITIAL = "stopped"
@@ -43,7 +43,6 @@ TRANSITIONS = {
     ("stopped", "start"): "streaming",
     ("failed", "start"): "streaming",           # a failed camera restarts on the next call
     ("streaming", "start_video"): "recording",
-    ("recording", "start_video"): "recording",
     ("recording", "stop_video"): "streaming",   # asked, or at max_duration_s
     ("failed", "stop_video"): "streaming",
     **{(s, "stop"): "stopped" for s in ("streaming", "recording", "failed")},
@@ -396,6 +395,22 @@ class Camera:
         rec, self._video = self._video, None
         rec.stop.set()
         self._last_video = None
+        try:
+            self._stop_and_commit(rec)
+        except BaseException as exc:
+            # Still in the video configuration: fail, so the next call restarts for stills.
+            if self._state != "closed":
+                self._fire("fail", f"video did not finish: {exc}")
+            raise
+        finally:
+            if self.on_video_stopped is not None:
+                self.on_video_stopped(rec.path, reason)
+        if restart:
+            self._reconfigure("still")
+            self._fire("stop_video", f"video ended: {reason}")
+        return rec.path
+
+    def _stop_and_commit(self, rec: Recording) -> None:
         stop_error = None
         try:
             self._call("stop encoder", self._picam.stop_encoder, timeout_s=self._start_timeout_s)
@@ -406,16 +421,8 @@ class Camera:
             self._picam.pre_callback = None
             # Even if the encoder did not stop cleanly, a finished file is kept; an
             # unfinished one is removed, with the encoder's error in the message.
-            try:
-                self._commit_video(rec, stop_error)
-                self._last_video = rec.path
-            finally:
-                if self.on_video_stopped is not None:
-                    self.on_video_stopped(rec.path, reason)
-        if restart:
-            self._reconfigure("still")
-            self._fire("stop_video", f"video ended: {reason}")
-        return rec.path
+            self._commit_video(rec, stop_error)
+            self._last_video = rec.path
 
     def _abandon_video(self, rec: Recording, exc: BaseException) -> None:
         """A video that did not start: no encoder left running, no temp file, camera restarted next call."""
@@ -443,12 +450,22 @@ class Camera:
                                   f"nothing was saved; {_HINT}")
             raise DeviceError(f"{self._name} ({self._model}): the encoder wrote no frames for "
                               f"{rec.path}; {_HINT}")
-        fd = os.open(tmp, os.O_RDONLY)
         try:
-            os.fsync(fd)  # the real encoder's FileOutput does not fsync
-        finally:
-            os.close(fd)
-        os.replace(tmp, rec.path)
+            fd = os.open(tmp, os.O_RDONLY)
+            try:
+                os.fsync(fd)  # the real encoder's FileOutput does not fsync
+            finally:
+                os.close(fd)
+            os.replace(tmp, rec.path)
+        except OSError as e:
+            # The finished video stays under its temporary name, said here, until the data
+            # directory's next start clears temporaries: copy it off before then.
+            if e.errno in FULL_ERRNOS:
+                raise storage_full(rec.path, "video") from e
+            raise DeviceError(f"{self._name}: the video is finished but could not be saved as "
+                              f"{rec.path} ({e.strerror or e}); it is in {tmp} until the next "
+                              "start; check the card (free space, read-only, a directory in "
+                              "the way)") from e
         fsync_dir(rec.path.parent)
 
     def probe(self) -> str:

@@ -99,17 +99,20 @@ def test_every_state_change_is_a_declared_move(camera, tmp_path, caplog):
     assert all(TRANSITIONS[(old, event)] == new for old, new, event in moves)
 
 
-def test_a_video_that_could_not_be_saved_does_not_block_the_next(camera, tmp_path):
-    # The declared recording -> recording on start_video: a disk error (here the final
-    # name is taken by a directory) leaves the camera in the video configuration.
+def test_a_video_that_could_not_be_saved_says_where_it_is_and_does_not_block_the_next(camera, tmp_path):
+    # A disk error at the rename (here the final name is taken by a directory): a clear
+    # error naming the file and where the finished video still is; the camera fails, so
+    # the next call restarts it, and the next video is saved.
     cam, _ = camera
     (tmp_path / "v.mp4").mkdir()
     (tmp_path / "v.mp4" / "in-the-way").write_text("")
     cam.start_video(tmp_path / "v.mp4", max_duration_s=60)
     time.sleep(0.3)
-    with pytest.raises(OSError):
+    with pytest.raises(GlassesError, match="could not be saved as .*v.mp4.*until the next start") as e:
         cam.stop_video()
-    assert cam.state == "recording"
+    assert cam.state == "failed"
+    parts = [p for p in tmp_path.iterdir() if p.name.startswith(".v.mp4") or ".part" in p.name]
+    assert parts and parts[0].stat().st_size > 0 and str(parts[0]) in str(e.value)
     cam.start_video(tmp_path / "w.mp4", max_duration_s=60)
     time.sleep(0.3)
     assert cam.stop_video() == tmp_path / "w.mp4" and cam.state == "streaming"
