@@ -97,6 +97,12 @@ if [ "${GLASSES_SKIP_MODELS:-0}" != "1" ]; then
   .venv/bin/glasses models install
 fi
 
+# The random-weight test models the suite runs on (models/build_test.py), built once here
+# rather than by the first test that needs them: with `pytest -n 2` two workers would
+# otherwise both build them. Quick once built (it only checks them).
+echo "setup: building the test models (random weights, offline; about a minute the first time)"
+.venv/bin/glasses models build-test
+
 if [ -n "$servers_pid" ]; then
   echo "setup: waiting for the offload test servers"
   if ! wait "$servers_pid"; then

@@ -306,6 +306,7 @@ def piper():
     return Tts(installed("tts"), 2)
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng is not installed")
 def test_real_whisper_understands_espeak_english(whisper):
     # Measured with whisper base int8 and espeak-ng 1.51: 84 % of the words right with
@@ -334,6 +335,7 @@ MANDARIN = "qing3 da3 kai1 chu2 fang2 de5 deng1. wo3 xiang3 he1 yi4 bei1 ka1 fei
            "zhe4 ge5 duo1 shao3 qian2?"
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng is not installed")
 def test_real_whisper_detects_chinese_and_translates_it(whisper):
     audio = espeak_16k(MANDARIN, voice="cmn-latn-pinyin")
@@ -347,6 +349,7 @@ def test_real_whisper_detects_chinese_and_translates_it(whisper):
     assert not re.search(r"[\u4e00-\u9fff]", english["text"])   # no Chinese characters left
 
 
+@pytest.mark.slow
 def test_real_piper_speech_is_understood_by_whisper(whisper, piper):
     # Piper's VITS samples noise, so each synthesis differs: measured over 10 rounds of
     # these 12, 94 % of the sentences came back word for word (the slips: "she" heard as
@@ -363,6 +366,7 @@ def test_real_piper_speech_is_understood_by_whisper(whisper, piper):
     assert all(h["language"] == "en" for h in heard)
 
 
+@pytest.mark.slow
 def test_real_models_through_the_worker_and_their_speed():
     """Prints the numbers docs/models.md quotes: `pytest -s -k speed tests/test_asr_tts.py`."""
     installed("asr")

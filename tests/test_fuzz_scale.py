@@ -28,6 +28,7 @@ def refused(fw, line: str, *says: str) -> str:
     return reply.error
 
 
+@pytest.mark.slow
 def test_a_bounded_campaign_finds_nothing(tmp_path):
     # Every command with every hostile argument (about 8,600 lines), then random lines, over
     # whose second half RSS must stay flat.

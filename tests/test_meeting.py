@@ -57,6 +57,7 @@ def start_real(tmp: Path) -> RunningFirmware:
 
 @pytest.mark.skipif(_real_models_with_voices() is not None,
                     reason=str(_real_models_with_voices()))
+@pytest.mark.slow
 def test_two_voice_meeting_survives_a_kill_and_its_notes_follow_by_themselves(tmp_path):
     """Record a two-voice meeting, kill -9 mid-meeting while it is being transcribed,
     boot again on the same data: the saved segment is intact, transcription resumes with

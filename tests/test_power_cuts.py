@@ -20,6 +20,7 @@ from glasses_firmware.firmware.tools.simdriver import SimFirmware
 DISK_MB = 4
 
 
+@pytest.mark.slow
 def test_power_cuts_leave_every_file_whole_and_every_earlier_one_listed(tmp_path, test_models):
     lines = []
     result = powercut.run_cuts(cuts=25, seconds=2.0, seed=7, models_dir=test_models,

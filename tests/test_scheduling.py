@@ -222,6 +222,7 @@ def test_the_firmware_sees_its_own_drain_through_the_gauge():
     assert wh == pytest.approx((before.percent - after.percent) / 100 * capacity_wh, rel=0.05)
 
 
+@pytest.mark.slow
 def test_simulate_day_beats_always_on_by_2x(tmp_path):
     plot = tmp_path / "day.png"
     r = subprocess.run(GLASSES + ["simulate-day", "--profile", "typical", "--json", "--plot", str(plot)],

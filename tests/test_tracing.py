@@ -167,6 +167,7 @@ def mixed_session(fw) -> None:
         time.sleep(5)
 
 
+@pytest.mark.slow
 def test_no_lookup_and_no_packet_in_a_mixed_session_with_no_offload(tmp_path, test_models):
     fw = TracedFirmware(tmp_path, extra=("--models", str(test_models)))
     try:
