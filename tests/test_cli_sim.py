@@ -113,3 +113,16 @@ def test_stdio_console_reads_commands_from_a_file_or_nothing(tmp_path):
                                       "--data-dir", str(tmp_path / "d")],
                            cwd=ROOT, stdin=stdin, capture_output=True, text=True, timeout=60)
     assert r.returncode == 0 and "Traceback" not in r.stderr and "console input ended" in r.stderr
+
+
+@pytest.mark.parametrize("length", [84, 99, 140])
+def test_a_data_dir_of_any_length_starts_the_sim_bus(tmp_path, length):
+    # dbus-daemon refuses a socket name over 99 bytes: from about 84 bytes of directory it
+    # must fall back to /tmp, past the kernel's 108 too (where the fallback was first needed).
+    pad = length - len(str(tmp_path)) - len("//sim/bluetooth")
+    if pad < 1:
+        pytest.skip(f"tmp_path is already {len(str(tmp_path))} bytes long")
+    data = tmp_path / ("d" * pad)
+    assert len(str(data / "sim" / "bluetooth")) == length
+    r = glasses("selftest", "--board", "sim", "--data-dir", str(data), "--json")
+    assert r.returncode == 0, r.stderr

@@ -60,6 +60,9 @@ BUS_CONFIG = """<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Config
 """
 
 
+DBUS_MAX_SOCKET_NAME = 99      # dbus-daemon's own limit, below the kernel's 108
+
+
 class SimBluetooth:
     """The private bus and the BlueZ mock (processes), and the phone (`self.phone`)."""
 
@@ -76,14 +79,18 @@ class SimBluetooth:
         self.dir = Path(data_dir) / "sim" / "bluetooth"
         self.dir.mkdir(parents=True, exist_ok=True)
         # The socket lives in the data directory (the sim's hardware, like its speaker files);
-        # /tmp only if that path is too long for a unix socket (108 bytes with "/dbus-XXXXXXXXXX").
-        listen = f"unix:dir={self.dir}" if len(str(self.dir)) <= 90 else "unix:tmpdir=/tmp"
+        # /tmp only if that path is too long: dbus-daemon refuses a socket name over 99 bytes
+        # ("Socket name too long"), and it adds "/dbus-XXXXXXXXXX" to the directory.
+        fits = len(os.fsencode(self.dir)) + len("/dbus-XXXXXXXXXX") <= DBUS_MAX_SOCKET_NAME
+        listen = f"unix:dir={self.dir}" if fits else "unix:tmpdir=/tmp"
         (self.dir / "bus.conf").write_text(BUS_CONFIG.format(listen=listen))
         self._procs: list[subprocess.Popen] = []
-        self.daemon = self._start(["dbus-daemon", "--config-file", str(self.dir / "bus.conf"),
-                                   "--nofork", "--print-address"], stdout=subprocess.PIPE,
-                                  stderr=subprocess.DEVNULL)   # its fd-limit warning as non-root
-        self.address = _first_line(self.daemon, 5.0)
+        daemon_log = self.dir / "dbus-daemon.log"   # its fd-limit warning as non-root, or why it failed
+        with open(daemon_log, "wb") as err:
+            self.daemon = self._start(["dbus-daemon", "--config-file", str(self.dir / "bus.conf"),
+                                       "--nofork", "--print-address"], stdout=subprocess.PIPE,
+                                      stderr=err)
+        self.address = _first_line(self.daemon, 5.0, daemon_log)
         env = dict(os.environ, DBUS_SYSTEM_BUS_ADDRESS=self.address)
         params = {"adapter": adapter, "alias": alias,
                   "bonded": {"address": phone_address, "name": phone_name}}
@@ -122,12 +129,16 @@ class SimBluetooth:
         self._mock_log.close()
 
 
-def _first_line(proc: subprocess.Popen, timeout_s: float) -> str:
+def _first_line(proc: subprocess.Popen, timeout_s: float, log: Path) -> str:
     ready, _, _ = select.select([proc.stdout], [], [], timeout_s)
     line = proc.stdout.readline().decode().strip() if ready else ""
     if not line:
         proc.kill()
-        raise ConfigError(f"the sim's dbus-daemon printed no address within {timeout_s:g} s")
+        proc.wait(timeout=5)
+        said = log.read_text(errors="replace").strip().splitlines()
+        said = f": {said[-1]}" if said else ""
+        raise ConfigError(f"the sim's dbus-daemon printed no address within {timeout_s:g} s"
+                          f"{said} (its log: {log})")
     return line
 
 
