@@ -48,6 +48,52 @@ def test_settings_file_round_trip_mode_and_bad_input(tmp_path):
         assert "offload.toml" in str(e.value)
 
 
+def test_a_servers_health_moves_by_its_table():
+    from glasses_firmware.firmware.events import EventBus
+    from glasses_firmware.firmware.offload import router, wyoming
+
+    async def describe(reader, writer):        # a Wyoming server that only says who it is
+        if (await wyoming.read_event(reader))[0] == "describe":
+            writer.write(wyoming.encode("info", {"tts": [{"name": "piper"}]}))
+            await writer.drain()
+        writer.close()
+
+    async def main():
+        events, seen = EventBus(), []
+        events.subscribe(seen.append)
+        listener = await asyncio.start_server(describe, "127.0.0.1", 0)
+        url = f"tcp://127.0.0.1:{listener.sockets[0].getsockname()[1]}"
+        h = router.Health("tts", settings.Server("tts", "wyoming", url, deadline_s=2), events)
+        try:
+            h.ok()
+            h.ok()                              # up and answering: no move
+            h.failed("refused")
+            h.failed("refused again")           # down already: said once
+            h.ok()                              # a request sent before the outage: back
+            h.failed("timed out")               # down again, until the probe's answer (1 s)
+            deadline = time.monotonic() + 10
+            while h.state != "up":
+                assert time.monotonic() < deadline, h.status()
+                await asyncio.sleep(0.05)
+            h.stop()
+            h.ok()                              # a replaced setting's late answer: no revival
+            h.failed("late")
+            assert h.status()["state"] == "stopped" and h.model_seen == "piper"
+        finally:
+            h.stop()
+            listener.close()
+            await listener.wait_closed()
+        assert h.machine.history == [("unknown", "ok", "up"), ("up", "failed", "down"),
+                                     ("down", "ok", "up"), ("up", "failed", "down"),
+                                     ("down", "probe_ok", "up"), ("up", "stop", "stopped")]
+        assert all(router.TRANSITIONS[(old, event)] == new for old, event, new in h.machine.history)
+        assert [e.split(":")[0] for e in seen] == ["offload tts unreachable", "offload tts back"] * 2
+    asyncio.run(main())
+    text = router.mermaid()
+    for (src, event), dst in router.TRANSITIONS.items():
+        assert f"    {src} --> {dst} : {event}" in text
+
+
 def _watch_inet(pid: int, stop: threading.Event, seen: set) -> None:
     """Every INET socket the firmware's processes hold, polled until `stop`."""
     while not stop.is_set():

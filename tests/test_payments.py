@@ -4,6 +4,8 @@ worn, and the phone's wallet answering. Every malicious code of tests/payment_co
 shown to the camera the same way and never reaches the phone."""
 
 import json
+import re
+import time
 from decimal import Decimal
 from pathlib import Path
 
@@ -211,3 +213,71 @@ def test_amounts_are_parsed_strictly():
             parse_asked(bad)
     with pytest.raises(PaymentRefused):
         parse_asked("5", "doubloons")
+
+
+def test_the_flow_table_and_its_diagram():
+    from glasses_firmware.firmware.payments import flow
+    machine = flow.PaymentMachine()
+    with pytest.raises(RuntimeError, match="'confirm' is not allowed in 'idle'"):
+        machine.fire("confirm", "no offer waits")
+    assert machine.state == flow.IDLE and machine.history == []
+    text = flow.mermaid()
+    assert text.splitlines()[1] == "    [*] --> idle"
+    for (src, event), dst in flow.TRANSITIONS.items():
+        assert f"    {src} --> {dst} : {event}" in text
+    assert set(flow.END_EVENTS.values()) | {"offer", "confirm"} == {e for _, e in flow.TRANSITIONS}
+
+
+def flow_moves(fw, since: int) -> list[tuple[str, str, str]]:
+    """The flow's moves (old, event, new) the firmware logged after byte `since` of its log."""
+    text = (fw.data_dir / "logs" / "glasses.log").read_bytes()[since:].decode(errors="replace")
+    return [(old, event, new) for old, new, event in re.findall(
+        r"glasses\.payments: payment (\w+) -> (\w+) on (\w+) \(", text)]
+
+
+def until_state(fw, state: str, timeout_s: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not fw.cmd("pay status").lines[0].startswith(f"payments {state};"):
+        assert time.monotonic() < deadline, fw.cmd("pay status").lines
+        time.sleep(0.1)
+
+
+def test_every_move_the_flow_makes_is_in_its_table(fw, tmp_path):
+    from glasses_firmware.firmware.payments.flow import TRANSITIONS
+    assert fw.cmd(f"sim scene {scene(tmp_path / 'shop.png', VALID[0][1])}").ok
+    since = (fw.data_dir / "logs" / "glasses.log").stat().st_size
+    try:
+        assert fw.cmd("pay").ok and fw.cmd("pay cancel").ok
+        assert fw.cmd("pay").ok and fw.cmd("sim advance 21").ok
+        until_state(fw, "idle")
+        for knob in ("wallet approve", "wallet decline", "off", "wallet silent"):
+            assert fw.cmd(f"sim phone {knob}").ok
+            assert fw.cmd("pay").ok and fw.cmd("sim button action double").ok
+            if knob == "wallet silent":
+                until_state(fw, "handing_off")
+                assert fw.cmd("sim advance 16").ok
+            until_state(fw, "idle")
+            fw.cmd("sim phone on")
+        # Asked again while the wallet has the last one: the new offer waits; the old
+        # hand-off's end (no answer) is recorded, and moves nothing.
+        assert fw.cmd("pay").ok and fw.cmd("sim button action double").ok
+        until_state(fw, "handing_off")
+        assert fw.cmd("pay").ok and fw.cmd("pay status").lines[0].startswith("payments offered;")
+        assert fw.cmd("pay cancel").ok and fw.cmd("sim advance 16").ok
+        deadline = time.monotonic() + 20
+        while decisions(fw)[-1]["decision"] != "unknown":
+            assert time.monotonic() < deadline, decisions(fw)[-3:]
+            time.sleep(0.1)
+    finally:
+        fw.cmd("sim phone on")
+        fw.cmd("sim phone wallet approve")
+    offer, confirm = ("idle", "offer", "offered"), ("offered", "confirm", "handing_off")
+    assert flow_moves(fw, since) == [
+        offer, ("offered", "cancel", "idle"),
+        offer, ("offered", "expire", "idle"),
+        offer, confirm, ("handing_off", "paid", "idle"),
+        offer, confirm, ("handing_off", "declined", "idle"),
+        offer, confirm, ("handing_off", "failed", "idle"),
+        offer, confirm, ("handing_off", "no_answer", "idle"),
+        offer, confirm, ("handing_off", "offer", "offered"), ("offered", "cancel", "idle")]
+    assert all(TRANSITIONS[(old, event)] == new for old, event, new in flow_moves(fw, since))

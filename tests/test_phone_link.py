@@ -26,7 +26,7 @@ from glasses_firmware.drivers.clock import Clock
 from glasses_firmware.drivers.errors import ConfigError
 from glasses_firmware.drivers.sim.bluetooth import SimBluetooth, gadgetbridge_line
 from glasses_firmware.firmware.events import EventBus
-from glasses_firmware.firmware.phone import dbus as d
+from glasses_firmware.firmware.phone import bluez, dbus as d
 from glasses_firmware.firmware.phone.bluez import LinkSettings, PhoneLink
 from glasses_firmware.firmware.phone.gadgetbridge import (LineBuffer, ProtocolError, form_watch_line,
                                          parse_phone_line, plain_text)
@@ -135,10 +135,39 @@ def test_the_link_comes_back_after_bluetoothd_restarts(tmp_path):
             await asyncio.gather(task, return_exceptions=True)
             link.close()
             sb.close()
+        # Tries that found bluetoothd still gone are no moves: just these (the mock BlueZ may
+        # not be on the bus at the very first try), all declared.
+        came_back = [("ready", "lost", "no_bluez"), ("no_bluez", "up", "ready")]
+        assert link.machine.history in ([("starting", "up", "ready")] + came_back,
+                                        [("starting", "unavailable", "no_bluez"),
+                                         ("no_bluez", "up", "ready")] + came_back)
+        assert all(bluez.TRANSITIONS[(old, event)] == new
+                   for old, event, new in link.machine.history)
         # No bus at all: a clear error naming the address, not a hang.
         with pytest.raises(d.BusUnavailable, match="cannot connect to D-Bus at unix:path="):
             await d.connect(f"unix:path={tmp_path}/nobody", 2.0)
     asyncio.run(main())
+
+
+def test_no_bluez_at_all_is_one_move_and_its_error(tmp_path):
+    async def main():
+        link = PhoneLink(dataclasses.replace(LinkSettings(f"unix:path={tmp_path}/nobody"),
+                                             backoff_s=(0.05,)), EventBus(), Clock())
+        task = asyncio.create_task(link.run())
+        try:
+            await _until(lambda: link.state == "no_bluez", 10)
+            await asyncio.sleep(0.3)             # tried again a few times, still nothing
+        finally:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+            link.close()
+        assert link.machine.history == [("starting", "unavailable", "no_bluez")]
+        status = link.status()
+        assert status["state"] == "no_bluez" and "cannot connect to D-Bus" in status["error"]
+    asyncio.run(main())
+    text = bluez.mermaid()
+    for (src, event), dst in bluez.TRANSITIONS.items():
+        assert f"    {src} --> {dst} : {event}" in text
 
 
 async def _until(predicate, timeout_s: float) -> None:

@@ -14,6 +14,9 @@ doubling to 60 s); when the server answers again, one `EVT offload ROLE back: ..
 A stream cut mid-answer (the server killed, the network gone) is finished on the glasses:
 a short spoken bridge, then the on-board model's whole answer from the start. The wearer
 gets an answer rather than half of one and an apology; the bridge says why it restarts.
+
+Each role's server is a declared table (unknown, up, down, stopped: TRANSITIONS);
+`HealthMachine.fire` is its only move, and the EVTs above are said on its moves.
 """
 
 import asyncio
@@ -22,6 +25,8 @@ import time
 
 from glasses_firmware.drivers.errors import GlassesError
 
+from .. import statetable
+from ..statetable import Machine
 from ..tasks import spawn
 from ..worker.errors import RequestCancelled
 from . import openai, wyoming
@@ -34,13 +39,51 @@ BACKOFF_MAX_S = 60.0
 BRIDGE = " The server stopped answering, so here is the answer from the glasses. "
 WARM_UP_TOKENS = 1     # Conversation.warm_up: it fills the on-board cache, so it stays on-board
 
+UNKNOWN, UP, DOWN, STOPPED = "unknown", "up", "down", "stopped"
+INITIAL = UNKNOWN
+# Requests race each other and the probe, so an event the table does not declare is news
+# to nobody and is ignored: an answer while up changes nothing, a failure while down was
+# said once for the outage, the probe finding the server back after a request already did,
+# and anything after stop (a replaced setting's late answer: no revival).
+TRANSITIONS = {
+    (UNKNOWN, "ok"): UP,
+    (UNKNOWN, "failed"): DOWN,
+    (UP, "failed"): DOWN,
+    (DOWN, "ok"): UP,              # a request sent before the outage was answered
+    (DOWN, "probe_ok"): UP,        # the back-off probe was answered
+    (UNKNOWN, "stop"): STOPPED,
+    (UP, "stop"): STOPPED,
+    (DOWN, "stop"): STOPPED,
+}
+
+
+class HealthMachine(Machine):
+    """One server's state (unknown, up, down, stopped); `fire` is the only way it changes."""
+
+    def __init__(self, role: str):
+        super().__init__(TRANSITIONS, INITIAL, log, f"offload {role}")
+
+    def fire(self, event: str, reason: str) -> bool:
+        """Move if the table allows it; anything else is ignored (False), see TRANSITIONS."""
+        target = self.transitions.get((self.state, event))
+        if target is None:
+            return False
+        self._move(event, target, reason, tell_self_loops=False)
+        return True
+
+
+def mermaid() -> str:
+    """An offloaded server's state diagram as Mermaid text, for docs/architecture.md."""
+    return statetable.mermaid(TRANSITIONS, INITIAL)
+
 
 class Health:
     """One role's server: up, down (and when to try again), and what it has served."""
 
     def __init__(self, role: str, server, events):
         self.role, self.server, self.events = role, server, events
-        self.state = "unknown"                 # unknown | up | down
+        self.machine = HealthMachine(role)
+        self.machine.subscribe(self._moved)
         self.reason = ""
         self.served = self.fallbacks = 0
         self.model_seen = ""
@@ -48,43 +91,45 @@ class Health:
         self.probe_task = None
 
     @property
+    def state(self) -> str:
+        return self.machine.state
+
+    @property
     def usable(self) -> bool:
-        return self.state != "down"
+        return self.state != DOWN
 
     def ok(self) -> None:
         self.served += 1
         # Only a request answered resets the back-off: a server that answers the probe but
         # not the requests (overloaded) is retried ever less often, not every second.
         self.backoff_s = BACKOFF_FIRST_S
-        if self.state == "down":
-            self._back()
-        elif self.state != "stopped":           # a replaced setting's late answer: no revival
-            self.state = "up"
+        self.machine.fire("ok", "a request was answered")
 
     def failed(self, why: str) -> None:
         self.fallbacks += 1
         self.reason = why
-        if self.state in ("down", "stopped"):       # said already, or the setting changed
-            return
-        self.state = "down"
-        # Once per outage: the wearer and the log hear it, not every request.
-        self.events.emit("offload", f"{self.role} unreachable: {why}; answering on the glasses")
-        log.warning("offload %s to %s unreachable: %s; answering on the glasses",
-                    self.role, self.server.url, why)
-        if self.probe_task is None or self.probe_task.done():
-            self.probe_task = spawn(self._probe(), name=f"offload-probe-{self.role}")
+        self.machine.fire("failed", why)
 
-    def _back(self) -> None:
-        self.state = "up"
-        self.events.emit("offload", f"{self.role} back: {self.server.url}; answering on the server")
-        log.info("offload %s back: %s answers again", self.role, self.server.url)
+    def _moved(self, old: str, new: str, event: str, reason: str) -> None:
+        if new == DOWN:
+            # Once per outage: the wearer and the log hear it, not every request.
+            self.events.emit("offload", f"{self.role} unreachable: {reason}; "
+                                        "answering on the glasses")
+            log.warning("offload %s to %s unreachable: %s; answering on the glasses",
+                        self.role, self.server.url, reason)
+            if self.probe_task is None or self.probe_task.done():
+                self.probe_task = spawn(self._probe(), name=f"offload-probe-{self.role}")
+        elif old == DOWN and new == UP:
+            self.events.emit("offload", f"{self.role} back: {self.server.url}; "
+                                        "answering on the server")
+            log.info("offload %s back: %s answers again", self.role, self.server.url)
 
     async def _probe(self) -> None:
         """Retry the server with back-off until it answers (or the setting changes)."""
         probe = openai.probe if self.server.protocol == "openai" else wyoming.probe
-        while self.state == "down":
+        while self.state == DOWN:
             await asyncio.sleep(self.backoff_s)
-            if self.state != "down":
+            if self.state != DOWN:
                 return
             try:
                 self.model_seen = await probe(self.server, self.server.deadline_s) or self.model_seen
@@ -93,17 +138,17 @@ class Health:
                 self.backoff_s = min(BACKOFF_MAX_S, 2 * self.backoff_s)
                 continue
             self.backoff_s = min(BACKOFF_MAX_S, 2 * self.backoff_s)   # kept if it fails again
-            self._back()
+            self.machine.fire("probe_ok", "the server answered the probe")
 
     def stop(self) -> None:
-        self.state = "stopped"
+        self.machine.fire("stop", "the setting changed")
         if self.probe_task is not None:
             self.probe_task.cancel()
 
     def status(self) -> dict:
         return {"server": self.server.masked(), "state": self.state, "reason": self.reason,
                 "served": self.served, "fallbacks": self.fallbacks, "model_seen": self.model_seen,
-                "retry_s": self.backoff_s if self.state == "down" else None}
+                "retry_s": self.backoff_s if self.state == DOWN else None}
 
 
 class TaskStream:

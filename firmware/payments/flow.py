@@ -12,7 +12,8 @@
 
 Every decision (offered, refused, confirmed, cancelled, expired, paid, declined, failed) is
 appended to `payments/decisions.jsonl` with its reasons, fsynced, so what the glasses
-agreed to is on record even after a power cut.
+agreed to is on record even after a power cut. The flow's state (idle, offered,
+handing_off) is the declared table TRANSITIONS; `PaymentMachine.fire` is its only move.
 """
 
 import asyncio
@@ -28,7 +29,9 @@ from typing import Callable
 
 from glasses_firmware.drivers.errors import GlassesError, Unreachable
 
+from .. import statetable
 from ..ports import Blocking, Clock, EventSink, Phone, Speaks
+from ..statetable import Machine
 from ..tasks import spawn
 from .currencies import CURRENCY_WORDS, spoken
 from .results import Payment, ProductCode
@@ -43,6 +46,52 @@ LOOKUP_S = 8.0
 CONFIRM_GESTURE = ("action", "double")
 HOW_TO_CONFIRM = "press the action button twice"
 LOG_NAME = "decisions.jsonl"
+
+IDLE, OFFERED, HANDING_OFF = "idle", "offered", "handing_off"
+INITIAL = IDLE
+# Every caller checks the state before it moves (only an offer waiting can be confirmed,
+# cancelled or expire; only the current offer's hand-off ends it), so an undeclared move is
+# a bug in the flow: RuntimeError, never a payment in a state the table does not show.
+TRANSITIONS = {
+    (IDLE, "offer"): OFFERED,
+    (OFFERED, "confirm"): HANDING_OFF,
+    (OFFERED, "cancel"): IDLE,
+    (OFFERED, "expire"): IDLE,
+    (HANDING_OFF, "paid"): IDLE,
+    (HANDING_OFF, "declined"): IDLE,
+    (HANDING_OFF, "failed"): IDLE,
+    (HANDING_OFF, "no_answer"): IDLE,
+    # A payment asked for while the wallet has the last one: that hand-off goes on (its
+    # answer is recorded and said), and the new offer is the one that waits. Two asked for
+    # at once (voice and console): the later offer replaces the earlier.
+    (HANDING_OFF, "offer"): OFFERED,
+    (OFFERED, "offer"): OFFERED,
+}
+# The decision that ends an offer (decisions.jsonl) -> the event that ends it here.
+END_EVENTS = {"cancelled": "cancel", "expired": "expire", "paid": "paid",
+              "declined": "declined", "failed": "failed", "unknown": "no_answer"}
+
+
+class PaymentMachine(Machine):
+    """The flow's state (idle, offered, handing_off); `fire` is the only way it changes."""
+
+    def __init__(self):
+        super().__init__(TRANSITIONS, INITIAL, log, "payment")
+
+    def fire(self, event: str, reason: str) -> str:
+        """Move by the table; an undeclared move is a bug in the flow (RuntimeError)."""
+        target = self.transitions.get((self.state, event))
+        if target is None:
+            raise RuntimeError(f"payment: {event!r} is not allowed in {self.state!r}; "
+                               f"allowed here: {', '.join(self.declared_here())}")
+        self._move(event, target, reason, tell_self_loops=False)
+        return target
+
+
+def mermaid() -> str:
+    """The payment flow's state diagram as Mermaid text, for docs/architecture.md."""
+    return statetable.mermaid(TRANSITIONS, INITIAL)
+
 
 class PaymentRefused(GlassesError, ValueError):
     """What was asked cannot be paid (no code, an unsafe code, a bad amount); says why."""
@@ -108,10 +157,14 @@ class Payments:
         self.confirm_s, self.handoff_s = confirm_s, handoff_s
         self.dir = Path(data_dir) / "payments"
         self.offer: Offer | None = None
-        self.state = "idle"
+        self.machine = PaymentMachine()
         self._ids = itertools.count(int(clock.wall()) % 100000 * 100)
         self._expiry: asyncio.Task | None = None
         self._handoff: asyncio.Task | None = None
+
+    @property
+    def state(self) -> str:
+        return self.machine.state
 
     # Looking at a code without paying: "what's this code", `scan`.
     async def scan(self) -> tuple[str, list[str]]:
@@ -156,7 +209,7 @@ class Payments:
     # Paying.
     async def pay(self, asked: Asked | None = None) -> tuple[str, list[str]]:
         """Look, check and offer; PaymentRefused (logged, with its reasons) if it is unsafe."""
-        if self.state != "idle":
+        if self.state != IDLE:
             self.cancel("a new payment was asked for")
         look = await self.scanner.look(enough=_refused)
         payment, verdict = self._judge(look, asked)
@@ -173,7 +226,8 @@ class Payments:
                                  "like pay 25 yuan.")
         offer = Offer(next(self._ids), payment, amount, currency,
                       self.clock.monotonic() + self.confirm_s)
-        self.offer, self.state = offer, "offered"
+        self.offer = offer
+        self.machine.fire("offer", f"offer {offer.id}: {payment.payee} {amount} {currency}")
         self._record("offered", payment, amount, currency, [])
         self.events.emit("payment", f"offer {offer.id} {payment.payee} {amount} {currency} "
                          f"({payment.scheme}); {HOW_TO_CONFIRM} within {self.confirm_s:g} s")
@@ -221,7 +275,7 @@ class Payments:
 
     def gesture(self, button: str, gesture: str) -> bool:
         """A button gesture; True if the payment flow took it (an offer was waiting)."""
-        if self.state != "offered":
+        if self.state != OFFERED:
             return False
         if (button, gesture) == CONFIRM_GESTURE:
             self.confirm_by_button()
@@ -234,7 +288,7 @@ class Payments:
 
     def confirm_by_button(self) -> None:
         offer = self.offer
-        if offer is None or self.state != "offered":
+        if offer is None or self.state != OFFERED:
             return
         if self.clock.monotonic() > offer.deadline:
             self._end(offer, "expired", ["confirmed too late"])
@@ -246,7 +300,7 @@ class Payments:
             self.events.emit("payment", f"offer {offer.id}: not worn, not confirmed")
             spawn(self.speech.say("Put the glasses on to confirm a payment."), name="payment-said")
             return
-        self.state = "handing_off"
+        self.machine.fire("confirm", f"offer {offer.id}: {HOW_TO_CONFIRM} while worn")
         if self._expiry is not None:
             self._expiry.cancel()
         self._record("confirmed", offer.payment, offer.amount, offer.currency,
@@ -256,7 +310,7 @@ class Payments:
 
     def refuse_voice_confirm(self) -> str:
         """Saying "confirm" never pays: the reply says what does."""
-        if self.state != "offered":
+        if self.state != OFFERED:
             return "There is no payment to confirm."
         self._record("refused", self.offer.payment, self.offer.amount, self.offer.currency,
                      ["voice cannot confirm a payment"], kinds=["voice_confirm"])
@@ -264,14 +318,14 @@ class Payments:
 
     def cancel(self, reason: str) -> bool:
         offer = self.offer
-        if offer is None or self.state != "offered":
+        if offer is None or self.state != OFFERED:
             return False
         self._end(offer, "cancelled", [reason])
         return True
 
     async def _expire(self, offer: Offer) -> None:
         await _until(self.clock, offer.deadline)
-        if self.offer is offer and self.state == "offered":
+        if self.offer is offer and self.state == OFFERED:
             self._end(offer, "expired", [f"no button press within {self.confirm_s:g} s"])
             await self.speech.say("The payment offer expired.")
 
@@ -307,10 +361,12 @@ class Payments:
         self._record(decision, offer.payment, offer.amount, offer.currency, reasons)
         self.events.emit("payment", f"{decision} {offer.id}: {offer.payment.payee} "
                          f"{offer.amount} {offer.currency}; {'; '.join(reasons)}")
-        if self.offer is offer:
-            self.offer, self.state = None, "idle"
-        if self._expiry is not None and decision != "expired":
-            self._expiry.cancel()
+        if self.offer is offer:            # not an earlier offer's late hand-off
+            self.offer = None
+            self.machine.fire(END_EVENTS[decision], f"offer {offer.id}: {'; '.join(reasons)}")
+            # Only this offer's own timer: a late hand-off must not stop the next offer's.
+            if self._expiry is not None and decision != "expired":
+                self._expiry.cancel()
 
     def status(self) -> dict:
         offer = self.offer

@@ -10,6 +10,9 @@ back-off while it is away. What a phone writes to the UART goes to `on_write(byt
 
 Failure modes: BlueZ missing or refusing is a `phone` event and a retry, never a crash;
 a pairing nobody confirms within `confirm_s` is rejected (org.bluez.Error.Rejected).
+
+The link's own state (starting, no_bluez, ready) is the declared table TRANSITIONS;
+`LinkMachine.fire` is its only move.
 """
 
 import asyncio
@@ -22,7 +25,9 @@ from dbus_fast.service import ServiceInterface, method
 
 from glasses_firmware.drivers.errors import GlassesError, Unreachable
 
+from .. import statetable
 from ..ports import Clock, EventSink, Speaks
+from ..statetable import Machine
 from ..tasks import spawn
 from . import dbus as d
 from .gatt import UartServer
@@ -35,6 +40,41 @@ DEVICE = "org.bluez.Device1"
 AGENT_PATH = "/glasses/agent"
 HOW_TO_CONFIRM = "press the action button twice"
 PAIR_GESTURE = ("power", "double")
+
+STARTING, NO_BLUEZ, READY = "starting", "no_bluez", "ready"
+INITIAL = STARTING
+# Whether BlueZ is set up on the bus: `run` is the only mover and knows where it is, so an
+# undeclared move is a bug (RuntimeError). Another failed try while no_bluez is no move (the
+# error text is kept, the log and history do not grow every back-off). What `status()`
+# shows while ready (confirming, pairing, unpaired, connected, disconnected) is not kept
+# here: it is read from BlueZ's devices, the pairing window and a waiting confirmation,
+# which overlap (a phone may ask to pair outside the window) and change without us.
+TRANSITIONS = {
+    (STARTING, "up"): READY,
+    (STARTING, "unavailable"): NO_BLUEZ,
+    (NO_BLUEZ, "up"): READY,
+    (READY, "lost"): NO_BLUEZ,
+}
+
+
+class LinkMachine(Machine):
+    """The link's state (starting, no_bluez, ready); `fire` is the only way it changes."""
+
+    def __init__(self):
+        super().__init__(TRANSITIONS, INITIAL, log, "phone link")
+
+    def fire(self, event: str, reason: str) -> str:
+        """Move by the table; an undeclared move is a bug in `run` (RuntimeError)."""
+        target = self.transitions.get((self.state, event))
+        if target is None:
+            raise RuntimeError(f"phone link: {event!r} is not allowed in {self.state!r}")
+        self._move(event, target, reason, tell_self_loops=False)
+        return target
+
+
+def mermaid() -> str:
+    """The phone link's state diagram as Mermaid text, for docs/architecture.md."""
+    return statetable.mermaid(TRANSITIONS, INITIAL)
 
 
 @dataclass(frozen=True)
@@ -101,7 +141,7 @@ class PhoneLink:
         self.adapter_path = f"/org/bluez/{settings.adapter}"
         self.bus = None
         self.uart: UartServer | None = None
-        self.state = "starting"          # starting, no_bluez, ready
+        self.machine = LinkMachine()
         self.error = ""
         self.powered = False
         self.pairing_until: float | None = None
@@ -113,6 +153,11 @@ class PhoneLink:
         self._stopping = False
 
     # What the rest of the firmware reads.
+    @property
+    def state(self) -> str:
+        """starting, no_bluez or ready (TRANSITIONS)."""
+        return self.machine.state
+
     @property
     def phone(self) -> dict | None:
         """The bonded phone's Device1 properties (with "path"), None if none is bonded."""
@@ -132,7 +177,7 @@ class PhoneLink:
     def status(self) -> dict:
         p = self.phone
         pairing = self.pairing_until is not None and self.clock.monotonic() < self.pairing_until
-        if self.state != "ready":
+        if self.state != READY:
             state = self.state
         elif self.pending is not None:
             state = "confirming"
@@ -169,7 +214,9 @@ class PhoneLink:
             except (GlassesError, DBusError, OSError, EOFError, ValueError) as e:
                 if self.error != str(e):
                     self.events.emit("phone", f"bluetooth unavailable: {e}")
-                self.error, self.state = str(e), "no_bluez"
+                self.error = str(e)
+                if self.state != NO_BLUEZ:
+                    self.machine.fire("lost" if self.state == READY else "unavailable", str(e))
             self._teardown()
             await self.clock.asleep(backoff.next())
 
@@ -203,7 +250,8 @@ class PhoneLink:
         await d.subscribe(bus, lambda msg: msg.body[0] == BLUEZ and not msg.body[2] and not gone.done()
                           and gone.set_result(None), interface="org.freedesktop.DBus",
                           member="NameOwnerChanged", sender="org.freedesktop.DBus")
-        self.state, self.error = "ready", ""
+        self.error = ""
+        self.machine.fire("up", f"bluetooth ready as {s.alias!r}")
         backoff.reset()
         p = self.phone
         self.events.emit("phone", f"bluetooth ready as {s.alias!r}; "
@@ -334,7 +382,7 @@ class PhoneLink:
     # Pairing.
     async def pair(self) -> str:
         """Open a pairing window: discoverable and pairable for `pairing_window_s`."""
-        if self.state != "ready":
+        if self.state != READY:
             raise Unreachable(f"Bluetooth is not up ({self.error or self.state}); cannot pair")
         s = self.settings
         for prop, value in (("Pairable", Variant("b", True)),

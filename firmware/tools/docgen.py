@@ -11,7 +11,9 @@ from pathlib import Path
 from glasses_firmware.drivers import camera
 
 from .. import statetable
-from ..phone import calls
+from ..offload import router
+from ..payments import flow
+from ..phone import bluez, calls
 from ..power import modes
 from ..statetable import splice
 from ..voice import loop
@@ -33,6 +35,9 @@ DIAGRAMS = {
     "worker": supervisor.diagram,
     "calls": calls.mermaid,
     "camera": _camera,
+    "payments": flow.mermaid,
+    "offload-health": router.mermaid,
+    "phone-link": bluez.mermaid,
 }
 
 
