@@ -18,12 +18,32 @@ class Machine:
     """The current `state` of a declared table; `_move` is the only way it changes."""
 
     def __init__(self, transitions: dict[tuple[str, str], str], initial: str,
-                 log: logging.Logger, label: str):
+                 log: logging.Logger, label: str, *, undeclared: str = "raise",
+                 tell_self_loops: bool = False):
+        """`undeclared`: what `fire` does with an event the table does not declare here,
+        "raise" (the one caller that moves it has a bug: RuntimeError) or "ignore" (late or
+        racing signals: no move, None). `tell_self_loops`: subscribers hear a declared
+        move to the same state too (a new reason for it)."""
+        if undeclared not in ("raise", "ignore"):
+            raise ValueError(f"undeclared={undeclared!r}: 'raise' or 'ignore'")
         self.transitions = transitions
         self.state = initial
         self.history: list[tuple[str, str, str]] = []
         self._log, self._label = log, label
+        self._undeclared, self._tell_self_loops = undeclared, tell_self_loops
         self._listeners: list = []
+
+    def fire(self, event: str, reason: str = "") -> str | None:
+        """Move by the table and return the new state; an undeclared event as `undeclared` says."""
+        target = self.transitions.get((self.state, event))
+        if target is None:
+            if self._undeclared == "ignore":
+                return None
+            raise RuntimeError(f"{self._label}: event {event!r} is not allowed in state "
+                               f"{self.state!r}; allowed here: "
+                               f"{', '.join(self.declared_here()) or 'nothing'}")
+        self._move(event, target, reason, self._tell_self_loops)
+        return target
 
     def subscribe(self, callback) -> None:
         """`callback(old, new, event, reason)` after every move, in subscription order."""

@@ -218,7 +218,7 @@ def test_amounts_are_parsed_strictly():
 def test_the_flow_table_and_its_diagram():
     from glasses_firmware.firmware.payments import flow
     machine = flow.PaymentMachine()
-    with pytest.raises(RuntimeError, match="'confirm' is not allowed in 'idle'"):
+    with pytest.raises(RuntimeError, match="event 'confirm' is not allowed in state 'idle'"):
         machine.fire("confirm", "no offer waits")
     assert machine.state == flow.IDLE and machine.history == []
     text = flow.mermaid()

@@ -61,15 +61,7 @@ class HealthMachine(Machine):
     """One server's state (unknown, up, down, stopped); `fire` is the only way it changes."""
 
     def __init__(self, role: str):
-        super().__init__(TRANSITIONS, INITIAL, log, f"offload {role}")
-
-    def fire(self, event: str, reason: str) -> bool:
-        """Move if the table allows it; anything else is ignored (False), see TRANSITIONS."""
-        target = self.transitions.get((self.state, event))
-        if target is None:
-            return False
-        self._move(event, target, reason, tell_self_loops=False)
-        return True
+        super().__init__(TRANSITIONS, INITIAL, log, f"offload {role}", undeclared="ignore")
 
 
 def mermaid() -> str:

@@ -78,15 +78,6 @@ class PaymentMachine(Machine):
     def __init__(self):
         super().__init__(TRANSITIONS, INITIAL, log, "payment")
 
-    def fire(self, event: str, reason: str) -> str:
-        """Move by the table; an undeclared move is a bug in the flow (RuntimeError)."""
-        target = self.transitions.get((self.state, event))
-        if target is None:
-            raise RuntimeError(f"payment: {event!r} is not allowed in {self.state!r}; "
-                               f"allowed here: {', '.join(self.declared_here())}")
-        self._move(event, target, reason, tell_self_loops=False)
-        return target
-
 
 def mermaid() -> str:
     """The payment flow's state diagram as Mermaid text, for docs/architecture.md."""

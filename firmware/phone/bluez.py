@@ -63,14 +63,6 @@ class LinkMachine(Machine):
     def __init__(self):
         super().__init__(TRANSITIONS, INITIAL, log, "phone link")
 
-    def fire(self, event: str, reason: str) -> str:
-        """Move by the table; an undeclared move is a bug in `run` (RuntimeError)."""
-        target = self.transitions.get((self.state, event))
-        if target is None:
-            raise RuntimeError(f"phone link: {event!r} is not allowed in {self.state!r}")
-        self._move(event, target, reason, tell_self_loops=False)
-        return target
-
 
 def mermaid() -> str:
     """The phone link's state diagram as Mermaid text, for docs/architecture.md."""

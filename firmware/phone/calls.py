@@ -58,15 +58,7 @@ class CallMachine(Machine):
     """The call's state (idle, ringing, active); `fire` is the only way it changes."""
 
     def __init__(self):
-        super().__init__(TRANSITIONS, IDLE, log, "call")
-
-    def fire(self, event: str, reason: str = "") -> bool:
-        """Move if the table allows it; a late or repeated signal is ignored (False)."""
-        target = self.transitions.get((self.state, event))
-        if target is None:
-            return False
-        self._move(event, target, reason, tell_self_loops=False)
-        return True
+        super().__init__(TRANSITIONS, IDLE, log, "call", undeclared="ignore")
 
 
 def mermaid() -> str:

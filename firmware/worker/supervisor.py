@@ -60,16 +60,8 @@ class WorkerMachine(Machine):
     """The worker's state; `fire(event, reason)` is the only way it changes."""
 
     def __init__(self):
-        super().__init__(TRANSITIONS, INITIAL, log, "worker")
-
-    def fire(self, event: str, reason: str) -> str:
-        """Move by the table; an undeclared event is a supervisor bug (RuntimeError)."""
-        target = self.transitions.get((self.state, event))
-        if target is None:
-            raise RuntimeError(f"worker: event {event!r} is not allowed in state {self.state!r}")
-        # Self-loops are told too: another failure while restarting has a new reason.
-        self._move(event, target, reason, tell_self_loops=True)
-        return target
+        super().__init__(TRANSITIONS, INITIAL, log, "worker",
+                         tell_self_loops=True)   # another failure while restarting: a new reason
 
 
 def cpu_seconds(pid: int) -> float | None:
