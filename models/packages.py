@@ -21,7 +21,7 @@ from glasses_firmware.drivers.errors import ConfigError
 
 from .manifest import PACKAGE_CATALOG, ROLES
 from .progress import Progress
-from .verify import ModelCorrupt, ModelMissing
+from .verify import ModelCorrupt, ModelMissing, load_hash_cache
 
 CATALOG = PACKAGE_CATALOG
 REQUIREMENTS = Path(__file__).with_name("packages.txt")
@@ -193,7 +193,7 @@ def verify_inputs(located: dict[Input, Path], cache_path: Path | None, progress:
     A file already hashed at this size and mtime is trusted (`cache_path`), so a second
     install does not read 700 MB again; pip rewrites the files, which changes their mtime.
     """
-    cache = _read_cache(cache_path)
+    cache = load_hash_cache(cache_path)
     changed = False
     for i, path in located.items():
         st = path.stat()
@@ -216,16 +216,6 @@ def verify_inputs(located: dict[Input, Path], cache_path: Path | None, progress:
             write_atomic(cache_path, json.dumps(cache).encode())
         except OSError:
             pass  # a read-only directory only costs a re-hash next time
-
-
-def _read_cache(path: Path | None) -> dict:
-    if path is None:
-        return {}
-    try:
-        data = json.loads(path.read_text())
-        return data if isinstance(data, dict) else {}
-    except (OSError, ValueError):
-        return {}
 
 
 def join(parts: list[Path], joined: Joined, dest: Path, progress: Progress) -> Path:

@@ -12,9 +12,10 @@ so torch is only imported while building.
 
 import argparse
 import json
-import subprocess
 import sys
 from pathlib import Path
+
+from glasses_firmware.models import genai_builder
 
 # Tiny: a few hundred KB, builds in seconds. Real: Qwen2.5-0.5B's shapes.
 TINY = dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
@@ -22,7 +23,6 @@ TINY = dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_atte
 REAL = dict(hidden_size=896, intermediate_size=4864, num_hidden_layers=24, num_attention_heads=14,
             num_key_value_heads=2, vocab_size=151936, max_position_embeddings=32768)
 # The builder converts a toy model in seconds and the real one in minutes; an hour is a hang.
-BUILDER_TIMEOUT_S = 3600
 SPECIALS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
 CHAT_TEMPLATE = (
     "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n"
@@ -95,18 +95,7 @@ def write_hf_folder(hf_dir: Path, shapes: dict, seed: int = 0) -> None:
 
 def run_builder(hf_dir: Path, out_dir: Path, cache_dir: Path, options: dict[str, str],
                 context_tokens: int) -> None:
-    extra = [f"{k}={v}" for k, v in options.items()]
-    cmd = [sys.executable, "-m", "onnxruntime_genai.models.builder", "-i", str(hf_dir),
-           "-o", str(out_dir), "-p", "int4", "-e", "cpu", "-c", str(cache_dir)]
-    if extra:
-        cmd += ["--extra_options", *extra]
-    try:
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=BUILDER_TIMEOUT_S)
-    except subprocess.TimeoutExpired:
-        raise RuntimeError(f"onnxruntime-genai builder did not finish in {BUILDER_TIMEOUT_S} s: "
-                           f"{' '.join(cmd)}") from None
-    if proc.returncode != 0:
-        raise RuntimeError("onnxruntime-genai builder failed:\n" + proc.stderr[-3000:])
+    genai_builder.run(hf_dir, out_dir, cache_dir, "int4", options)
     # The KV buffer is allocated for max_length up front (past_present_share_buffer):
     # a glasses conversation needs a few thousand tokens, not the model's 32k.
     cfg_path = out_dir / "genai_config.json"

@@ -21,9 +21,10 @@ imported while building.
 import argparse
 import json
 import shutil
-import subprocess
 import sys
 from pathlib import Path
+
+from glasses_firmware.models import genai_builder
 
 # Whisper's languages in the order of its language tokens (<|en|> = first after
 # <|startoftranscript|>). The real model's ids come from its own config; this list only
@@ -38,7 +39,6 @@ TASK_TOKENS = ("<|translate|>", "<|transcribe|>", "<|startoflm|>", "<|startofpre
 SPECIALS = (["<|endoftext|>", "<|startoftranscript|>"] + [f"<|{c}|>" for c in LANGUAGES]
             + list(TASK_TOKENS))
 # The builder converts a toy model in seconds and the real one in minutes; an hour is a hang.
-BUILDER_TIMEOUT_S = 3600
 TEXT_VOCAB = 512
 # Whisper base's layout at a fraction of the width; the encoder input stays 80 x 3000
 # (so 1500 positions after the stride-2 convolution) because that is the I/O under test.
@@ -106,15 +106,7 @@ def write_hf_folder(hf_dir: Path, seed: int = 0) -> None:
 
 
 def run_builder(hf_dir: Path, out_dir: Path, cache_dir: Path, precision: str) -> None:
-    cmd = [sys.executable, "-m", "onnxruntime_genai.models.builder", "-i", str(hf_dir),
-           "-o", str(out_dir), "-p", precision, "-e", "cpu", "-c", str(cache_dir)]
-    try:
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=BUILDER_TIMEOUT_S)
-    except subprocess.TimeoutExpired:
-        raise RuntimeError(f"onnxruntime-genai builder did not finish in {BUILDER_TIMEOUT_S} s: "
-                           f"{' '.join(cmd)}") from None
-    if proc.returncode != 0:
-        raise RuntimeError("onnxruntime-genai builder failed:\n" + proc.stderr[-3000:])
+    genai_builder.run(hf_dir, out_dir, cache_dir, precision)
     # Our tokenizer and config, byte for byte (the builder re-saves the tokenizer through
     # transformers, which may reorder it).
     for name in ("tokenizer.json", "asr_config.json"):

@@ -54,7 +54,7 @@ def fetch_command(entry: ModelEntry, models_dir) -> str:
 def verify_entry(manifest: Manifest, entry: ModelEntry, use_cache: bool = True) -> list[Path]:
     """The entry's file paths, each checked; raises ModelMissing or ModelCorrupt."""
     cache_path = manifest.models_dir / CACHE_NAME if manifest.models_dir else None
-    cache = _load_cache(cache_path) if use_cache else {}
+    cache = load_hash_cache(cache_path) if use_cache else {}
     paths, changed = [], False
     for f in entry.files:
         p = manifest.path(entry, f.path)
@@ -111,14 +111,14 @@ def verify_all(manifest: Manifest) -> list[dict]:
 def remember(models_dir: Path, hashes: dict[Path, str]) -> None:
     """Record files just written with a known sha256, so the next verify need not hash them."""
     cache_path = Path(models_dir) / CACHE_NAME
-    cache = _load_cache(cache_path)
+    cache = load_hash_cache(cache_path)
     for p, digest in hashes.items():
         st = p.stat()
         cache[str(p.resolve())] = [st.st_size, st.st_mtime_ns, digest]
     _save_cache(cache_path, cache)
 
 
-def _load_cache(path: Path | None) -> dict:
+def load_hash_cache(path: Path | None) -> dict:
     if path is None:
         return {}
     try:

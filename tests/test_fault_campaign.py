@@ -8,7 +8,7 @@ import pytest
 
 from glasses_firmware.firmware.tools import soak
 
-pytestmark = pytest.mark.timeout(300)
+pytestmark = [pytest.mark.timeout(300), pytest.mark.slow]   # one campaign for the module
 
 
 @pytest.fixture(scope="module")
@@ -16,7 +16,6 @@ def campaign(test_models):
     return soak.run_kills(test_models, kills=12, seconds=180, seed=3, progress=lambda line: None)
 
 
-@pytest.mark.slow
 def test_every_request_is_answered_or_refused_within_two_seconds_of_a_kill(campaign):
     assert not campaign["stopped"], campaign["stopped"]
     assert campaign["kills"] >= 12

@@ -76,15 +76,18 @@ def _check_offline(fw) -> list[tuple[int, str, str]]:
     for s in socks:
         print("  ", *s)
     # The one exception below: the sim board's dbus-daemon (drivers/sim/bluetooth.py), the
-    # stand-in for a board's system bus. Its socket is bound inside the data directory, and it
-    # holds the kernel's audit netlink socket (listed in no /proc/net table; no network).
-    sim_bus = f"unix bound to {fw.data_dir / 'sim' / 'bluetooth'}/"
-    bus = {p for p, _, detail in socks if detail.startswith(sim_bus)}
+    # stand-in for a board's system bus, known by its config in the data directory. Its
+    # socket is bound there (or in /tmp when that path is too long for dbus), and it holds
+    # the kernel's audit netlink socket (listed in no /proc/net table; no network).
+    bus_conf = str(fw.data_dir / "sim" / "bluetooth" / "bus.conf").encode()
+    bus = {pid for pid in process_tree(fw.proc.pid)
+           if (cmd := Path(f"/proc/{pid}/cmdline").read_bytes()).startswith(b"dbus-daemon\0")
+           and bus_conf in cmd}
     assert [s for s in socks if s[1] in ("INET", "INET6")] == [], socks
     assert [s for s in socks if s[1] != "UNIX" and not (s[0] in bus and s[1] == "UNKNOWN")] == [], socks
     # Unix ones are unnamed socketpairs to the workers: a bound path would be a door in.
     assert [s for s in socks if s[1] == "UNIX" and s[2] != "unix unnamed"
-            and not s[2].startswith(sim_bus)] == [], socks
+            and s[0] not in bus] == [], socks
     return socks
 
 

@@ -14,6 +14,7 @@ from PIL import Image
 
 from glasses_firmware import boards
 from glasses_firmware.drivers.clock import SimClock
+from glasses_firmware.drivers.errors import GlassesError
 from glasses_firmware.firmware.power import modes as m
 from glasses_firmware.firmware.app import Firmware
 from glasses_firmware.firmware.capture.capture import CaptureRefused
@@ -59,8 +60,16 @@ def check_invariants(fw):
     cam = fw.board.camera
     if fw.mode in (m.SLEEP, m.CRITICAL):
         assert not cam.streaming, f"camera powered in {fw.mode}"
-    if cam.streaming:
-        assert cam.led_confirmed(), "camera frames flowing without a confirmed LED"
+    if cam.streaming and not cam.led_confirmed():
+        # The read-back just dropped: the interlock's trip, a thread of its own woken by the
+        # edge, stops the stream when it gets the camera (on a loaded machine, later than
+        # this check). Until then every frame is checked: none gets out.
+        try:
+            frame = cam.capture_lores()
+        except GlassesError:
+            frame = None
+        assert frame is None, "a frame came out without a confirmed LED"
+        assert not cam.streaming, "the stream went on after a frame was refused"
     assert len(fw.arbiter.owners("camera")) <= 1, fw.arbiter.owners("camera")
     if fw.mode == m.CRITICAL:
         assert not fw.recorder.running and not fw.capture.recording_video
@@ -74,6 +83,7 @@ ACTIONS = st.sampled_from([
 ])
 
 
+@pytest.mark.slow
 @settings(max_examples=20, deadline=None, suppress_health_check=list(HealthCheck))
 @given(steps=st.lists(ACTIONS, min_size=3, max_size=14))
 def test_random_days_keep_the_invariants(steps):

@@ -118,24 +118,15 @@ class Calls:
 
     # The link to oFono: connect, watch, reconnect with back-off.
     async def _run(self) -> None:
-        backoff = d.Backoff(self.s.reconnect_s)
-        while True:
-            try:
-                self.bus = await d.connect(self.address, self.s.connect_timeout_s)
-                await self._watch(self.bus)
-                backoff.reset()
-                await self.bus.wait_for_disconnect()
-            except d.Unreachable as e:
-                log.info("calls: %s", e)
-            except (EOFError, OSError) as e:
-                log.info("calls: D-Bus lost: %s", e)
-            if self.bus is not None:
-                self.bus.disconnect()     # a half-set-up connection is not reused
-            if self.state != IDLE:
-                await self._ended(PHONE_GONE)
-            await asyncio.sleep(backoff.next())
+        await d.stay_connected(self.address, self.s.connect_timeout_s, self.s.reconnect_s,
+                               self._watch, self._lost, "calls")
+
+    async def _lost(self) -> None:
+        if self.state != IDLE:
+            await self._ended(PHONE_GONE)
 
     async def _watch(self, bus) -> None:
+        self.bus = bus
         for interface in (MANAGER, CALLS, CALL):
             await d.subscribe(bus, self._signal, interface=interface,
                               timeout_s=self.s.call_timeout_s)

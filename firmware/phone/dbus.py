@@ -19,9 +19,11 @@ Stable API (the calls/music services import it):
     await managed_objects(bus, service, timeout_s) -> {path: {interface: {name: value}}}
     remove = await subscribe(bus, callback, sender=..., interface=..., member=..., path=...)
     Backoff(delays_s).next() -> seconds to wait before the next reconnect attempt
+    await stay_connected(address, timeout_s, reconnect_s, on_bus, on_lost, who)  # until cancelled
 """
 
 import asyncio
+import logging
 import threading
 from dataclasses import dataclass
 from typing import Any, Callable
@@ -31,8 +33,11 @@ from dbus_fast.aio import MessageBus
 
 from glasses_firmware.drivers.errors import Unreachable
 
+log = logging.getLogger(__name__)
+
 __all__ = ["BusUnavailable", "BusCallFailed", "Backoff", "MessageBus", "Variant", "connect", "call",
-           "get_property", "get_all", "set_property", "managed_objects", "subscribe", "unwrap"]
+           "get_property", "get_all", "set_property", "managed_objects", "subscribe", "unwrap",
+           "stay_connected"]
 
 PROPERTIES = "org.freedesktop.DBus.Properties"
 OBJECT_MANAGER = "org.freedesktop.DBus.ObjectManager"
@@ -220,3 +225,29 @@ class Backoff:
 
     def reset(self) -> None:
         self.failures = 0
+
+
+async def stay_connected(address: str | None, timeout_s: float, reconnect_s: tuple[float, ...],
+                         on_bus, on_lost, who: str) -> None:
+    """Keep a bus to `address` until cancelled: connect, `await on_bus(bus)` (subscribe,
+    scan), wait for it to drop, `await on_lost()`, back off by `reconnect_s`, again.
+
+    A bus that failed half way through `on_bus` is disconnected, never reused.
+    """
+    backoff = Backoff(reconnect_s)
+    while True:
+        bus = None
+        try:
+            bus = await connect(address, timeout_s)
+            await on_bus(bus)
+            backoff.reset()
+            await bus.wait_for_disconnect()
+        except Unreachable as e:
+            log.info("%s: %s", who, e)
+        except (EOFError, OSError) as e:
+            log.info("%s: D-Bus lost: %s", who, e)
+        if bus is not None:
+            bus.disconnect()
+        await on_lost()
+        await asyncio.sleep(backoff.next())
+

@@ -68,24 +68,22 @@ class Media:
             self.bus.disconnect()
 
     async def _run(self) -> None:
-        backoff = d.Backoff(self.s.reconnect_s)
-        while True:
-            try:
-                self.bus = await d.connect(self.address, self.s.call_timeout_s)
-                await d.subscribe(self.bus, self._changed, interface=d.PROPERTIES,
-                                  member="PropertiesChanged", path_namespace="/org/bluez",
-                                  timeout_s=self.s.call_timeout_s)
-                await d.subscribe(self.bus, self._objects, interface=d.OBJECT_MANAGER,
-                                  timeout_s=self.s.call_timeout_s)
-                await d.subscribe(self.bus, self._owner_changed, interface="org.freedesktop.DBus",
-                                  member="NameOwnerChanged", timeout_s=self.s.call_timeout_s)
-                await self.scan()
-                backoff.reset()
-                await self.bus.wait_for_disconnect()
-            except (d.Unreachable, EOFError, OSError) as e:
-                log.info("media: %s", e)
-            self._forget()
-            await asyncio.sleep(backoff.next())
+        await d.stay_connected(self.address, self.s.call_timeout_s, self.s.reconnect_s,
+                               self._watch, self._lost, "media")
+
+    async def _watch(self, bus) -> None:
+        self.bus = bus
+        for callback, interface, rule in (
+                (self._changed, d.PROPERTIES, {"member": "PropertiesChanged",
+                                               "path_namespace": "/org/bluez"}),
+                (self._objects, d.OBJECT_MANAGER, {}),
+                (self._owner_changed, "org.freedesktop.DBus", {"member": "NameOwnerChanged"})):
+            await d.subscribe(bus, callback, interface=interface, timeout_s=self.s.call_timeout_s,
+                              **rule)
+        await self.scan()
+
+    async def _lost(self) -> None:
+        self._forget()
 
     async def scan(self) -> None:
         """Find the phone's player and transport among BlueZ's objects now."""
