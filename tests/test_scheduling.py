@@ -20,7 +20,7 @@ from glasses_firmware.firmware.app import Firmware
 from glasses_firmware.firmware.capture.capture import CaptureRefused
 from glasses_firmware.firmware.meeting.recorder import RecordingRefused
 from glasses_firmware.firmware.virtualtime import VirtualTimeLoop
-from tests.conftest import GLASSES, ROOT
+from tests.conftest import GLASSES, ROOT, wait_for
 from tests.test_camera_video import probe_video
 
 SIM = boards.load("sim")
@@ -133,7 +133,7 @@ def test_random_days_keep_the_invariants(steps):
 def test_broken_led_refuses_capture_saves_nothing_and_speaks(firmware):
     fw = firmware
     assert fw.cmd("events on").ok
-    played = len(fw.cmd("sim speaker").lines)
+    played = fw.cmd("sim speaker").lines       # "(nothing played yet)", or the files so far
     assert fw.cmd("sim led broken").ok
     for line in ("capture photo", "capture video 5", "capture burst 3"):
         reply = fw.cmd(line)
@@ -142,12 +142,11 @@ def test_broken_led_refuses_capture_saves_nothing_and_speaks(firmware):
     assert not list((fw.data_dir / "videos").iterdir())
     events = fw.cmd("version").events + fw.cmd("version").events
     assert any(e.startswith("capture refused") for e in events)
-    import time
-    deadline = time.monotonic() + 20   # the spoken cue lands when it has finished playing
-    while len(fw.cmd("sim speaker").lines) <= played and time.monotonic() < deadline:
-        time.sleep(0.2)
-    assert fw.cmd("sim speaker").lines[0].endswith(" s") and \
-        len(fw.cmd("sim speaker").lines) > played - (played == 1)
+    # The spoken cue lands in the sim speaker's files once it has finished playing.
+    now = wait_for(lambda: (lines := fw.cmd("sim speaker").lines) != played and lines,
+                   "the refusal's spoken cue", timeout_s=20)
+    earlier = [line for line in played if line.endswith(" s")]
+    assert now[-1].endswith(" s") and not set(earlier) - set(now), (played, now)
     assert fw.cmd("sim led ok").ok
     photo = fw.cmd("capture photo")
     assert photo.ok and photo.lines[0].startswith("photo photos/")
