@@ -17,9 +17,10 @@ import zxingcpp
 from ..ports import Blocking, Clock, Frames
 
 # What merchants and shops show: QR codes (payments, links) and retail product codes.
-FORMATS = (zxingcpp.BarcodeFormat.QRCode | zxingcpp.BarcodeFormat.MicroQRCode
-           | zxingcpp.BarcodeFormat.EAN13 | zxingcpp.BarcodeFormat.EAN8
-           | zxingcpp.BarcodeFormat.UPCA | zxingcpp.BarcodeFormat.UPCE)
+# A tuple: zxing-cpp 3 deprecates or-ing formats together.
+FORMATS = (zxingcpp.BarcodeFormat.QRCode, zxingcpp.BarcodeFormat.MicroQRCode,
+           zxingcpp.BarcodeFormat.EAN13, zxingcpp.BarcodeFormat.EAN8,
+           zxingcpp.BarcodeFormat.UPCA, zxingcpp.BarcodeFormat.UPCE)
 # zxing's format names, as the payload parser (payloads.py) spells them.
 SYMBOLOGY = {"QRCode": "QRCode", "MicroQRCode": "QRCode", "EAN13": "EAN-13", "EAN8": "EAN-8",
              "UPCA": "UPC-A", "UPCE": "UPC-E"}
