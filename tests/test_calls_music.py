@@ -204,7 +204,9 @@ def test_the_call_words_are_commands():
 def voice_fw(tmp_path, test_models):
     fw = RunningFirmware(tmp_path, extra=("--models", str(test_models)))
     assert fw.cmd("events on").ok
-    fw.events_until(lambda e: e == "worker voice ready", timeout_s=60)
+    # Both workers: the model worker loading beside a call (a CPU-bound minute on a busy
+    # 2-core machine) could make the voice worker miss the one "answer" said.
+    fw.wait_workers_ready()
     wait_for(lambda: fw.cmd("call --json").json()["modems"] == 1, "the phone's HFP modem")
     yield fw
     fw.stop()
