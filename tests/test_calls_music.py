@@ -214,8 +214,12 @@ def voice_fw(tmp_path, test_models):
 
 def test_by_voice_during_a_call_without_the_wake_word_and_the_assistant_keeps_quiet(voice_fw):
     fw = voice_fw
+    before = fw.cmd("sim speaker").lines
     assert fw.cmd("sim phone call Grace").ok
     seen = fw.events_until(lambda e: e.startswith("call incoming from Grace"))
+    # The wearer answers once "Call from Grace." has been said (its file lands when it has
+    # played): said over it, the sim's echo of the ring turns "answer" into "answer the".
+    wait_for(lambda: fw.cmd("sim speaker").lines != before, "the ring's announcement")
     assert fw.cmd("sim say answer").ok
     seen = fw.events_until(lambda e: e == "call answered: talking with Grace", seen=seen, timeout_s=20)
     assert fw.cmd("sim say hey jarvis, what time is it").ok  # to the caller, not the glasses
