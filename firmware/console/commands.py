@@ -64,18 +64,6 @@ class BoundCommand:
     ports: Any
     listed: bool = True
 
-    @property
-    def name(self) -> str:
-        return self.command.name
-
-    @property
-    def raw(self) -> bool:
-        return self.command.raw
-
-    @property
-    def timeout_s(self) -> float | None:
-        return self.command.timeout_s
-
     def run(self, session, args: list[str]) -> Awaitable[list[str]]:
         return self.command.handler(session, self.ports, args)
 
@@ -119,7 +107,7 @@ def as_json(obj) -> list[str]:
 async def cmd_help(session, ports, args):
     shown = session.visible_commands()
     if args:
-        cmd = next((c.command for c in shown if c.name == args[0]), None)
+        cmd = next((c.command for c in shown if c.command.name == args[0]), None)
         if cmd is None:
             raise CommandError(f"no command '{args[0]}'; type help for the list")
         return [f"usage: {cmd.usage}", cmd.summary, *cmd.details]

@@ -134,12 +134,12 @@ class Session:
             name, *tail = line.text.split(None, 1)
             cmd = self.table.get(name)
             # Free text (ask) is taken as typed: apostrophes are words there, not quotes.
-            rest = tail if cmd is not None and cmd.raw else split(line.text)[1:]
+            rest = tail if cmd is not None and cmd.command.raw else split(line.text)[1:]
             if cmd is None:
                 raise CommandError(f"unknown command '{name[:40]}'; type help for the list")
             if not self.gate.allows(name):
                 raise CommandError("console locked; type login PIN first")
-            limit = cmd.timeout_s or COMMAND_TIMEOUT_S
+            limit = cmd.command.timeout_s or COMMAND_TIMEOUT_S
             lines = await asyncio.wait_for(cmd.run(self, rest), limit)
             return [_safe(x) for x in lines] + ["OK"]
         except asyncio.TimeoutError:

@@ -128,7 +128,6 @@ class SimFirmware:
         self.log.close()
 
     def _close_client(self) -> None:
-        client = getattr(self, "client", None)
-        if client is not None:
-            client.close()
+        if self.client is not None:
+            self.client.close()
             self.client = None
